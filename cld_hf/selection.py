@@ -1,0 +1,317 @@
+"""Class budgets and top-k-per-class selection (Algorithm 1, lines 17-18).
+
+``class_budgets`` and ``select_top_per_class`` are NumPy only. ``select_coreset`` and
+``add_cld_scores`` apply them to a ``datasets.Dataset`` (imported lazily, inside the functions).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Literal
+
+import numpy as np
+
+from .columns import INDEX_COLUMN, SCORE_COLUMN, find_label_column
+from .scoring import _check_labels
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["class_budgets", "select_top_per_class", "select_coreset", "add_cld_scores"]
+
+Balance = Literal["equal", "proportional"]
+
+
+def _coreset_size(n: int, fraction, size) -> int:
+    """The one budget check: exactly one of fraction / size, and a size in 1..n."""
+    if (fraction is None) == (size is None):
+        raise ValueError(
+            f"Pass exactly one of fraction= (share of the dataset, e.g. 0.1) or size= (number of "
+            f"samples); got fraction={fraction!r}, size={size!r}."
+        )
+    if fraction is not None:
+        if isinstance(fraction, bool) or not isinstance(fraction, (int, float, np.number)):
+            raise TypeError(f"fraction must be a number, not {type(fraction).__name__}.")
+        if not 0.0 < float(fraction) <= 1.0:
+            raise ValueError(f"fraction == {fraction}, must be in (0, 1].")
+        k = int(math.floor(float(fraction) * n + 0.5))
+        if k < 1:
+            raise ValueError(
+                f"fraction == {fraction} of {n} samples rounds to an empty coreset; "
+                f"use fraction >= {0.5 / n:.3g} or size=1."
+            )
+        return k
+    if isinstance(size, bool) or not isinstance(size, (int, np.integer)):
+        raise TypeError(f"size must be an int, not {type(size).__name__}.")
+    if not 1 <= size <= n:
+        raise ValueError(f"size == {size}, must be >= 1 and <= {n} (the number of samples).")
+    return int(size)
+
+
+def class_budgets(
+    labels,
+    *,
+    fraction: float | None = None,
+    size: int | None = None,
+    balance: Balance = "equal",
+) -> dict[int, int]:
+    """How many samples to keep from each class; the budgets sum exactly to the coreset size.
+
+    Parameters
+    ----------
+    labels : int array of shape (N,)
+    fraction : float, optional
+        Coreset size as a share of ``N`` (rounded half up). Give this or ``size``.
+    size : int, optional
+        Coreset size.
+    balance : {"equal", "proportional"}, default "equal"
+        ``"equal"`` is the paper's class-balanced rule: every class gets the same ``k``; a class
+        smaller than its share gives all its samples and its surplus goes to the other classes
+        (again equally). When the size does not divide evenly, the classes with the lowest labels
+        among those with room get one more. ``"proportional"`` keeps the class ratios of
+        ``labels`` with largest-remainder rounding (ties to the lower label).
+
+    Returns
+    -------
+    dict mapping each class present in ``labels`` to its budget ``k_c`` (``0 <= k_c <= n_c``).
+
+    Examples
+    --------
+    >>> labels = [0] * 2 + [1] * 10 + [2] * 10
+    >>> class_budgets(labels, size=12)
+    {0: 2, 1: 5, 2: 5}
+    >>> class_budgets(labels, size=11, balance="proportional")
+    {0: 1, 1: 5, 2: 5}
+    """
+    lab = _check_labels(labels, "labels")
+    if len(lab) == 0:
+        raise ValueError("labels is empty: there is nothing to select from.")
+    k = _coreset_size(len(lab), fraction, size)
+    classes, counts = np.unique(lab, return_counts=True)
+    if balance == "equal":
+        budget = _equal_budgets(counts, k)
+    elif balance == "proportional":
+        budget = _proportional_budgets(counts, k)
+    else:
+        raise ValueError(f"balance == {balance!r}, must be 'equal' or 'proportional'.")
+    return {int(c): int(b) for c, b in zip(classes, budget)}
+
+
+def _equal_budgets(counts: np.ndarray, k: int) -> np.ndarray:
+    budget = np.zeros(len(counts), dtype=np.int64)
+    active = np.ones(len(counts), dtype=bool)
+    remaining = k
+    while True:  # water-filling: at most C rounds, each removes every class below the share
+        share = remaining // int(active.sum())
+        small = active & (counts <= share)
+        if not small.any():
+            break
+        budget[small] = counts[small]
+        remaining -= int(counts[small].sum())
+        active &= ~small
+    budget[active] = share
+    extra = remaining - share * int(active.sum())
+    budget[np.flatnonzero(active)[:extra]] += 1  # active classes have counts > share
+    return budget
+
+
+def _proportional_budgets(counts: np.ndarray, k: int) -> np.ndarray:
+    quota = counts * (k / counts.sum())
+    budget = np.floor(quota).astype(np.int64)
+    extra = k - int(budget.sum())
+    order = np.lexsort((np.arange(len(counts)), -(quota - budget)))  # largest remainder first
+    budget[order[:extra]] += 1
+    return budget
+
+
+def select_top_per_class(
+    scores,
+    labels,
+    *,
+    budgets: dict | None = None,
+    fraction: float | None = None,
+    size: int | None = None,
+    balance: Balance = "equal",
+) -> np.ndarray:
+    """Indices of the ``k_c`` highest-scoring samples of each class, sorted ascending.
+
+    Parameters
+    ----------
+    scores : float array of shape (N,)
+        Higher is kept first. NaN scores are ranked below every number (with a warning).
+    labels : int array of shape (N,)
+    budgets : dict, optional
+        ``{class: k_c}``, e.g. from :func:`class_budgets`. Classes not named get 0.
+        Otherwise ``fraction`` or ``size`` and ``balance`` make the budgets.
+    fraction, size, balance
+        See :func:`class_budgets`.
+
+    Returns
+    -------
+    numpy.ndarray of int64: the selected row indices, ascending.
+
+    Notes
+    -----
+    Equal scores are broken by the lower index (a stable sort), so the result never depends on
+    the sorting algorithm.
+
+    Examples
+    --------
+    >>> scores = [0.1, 0.9, 0.5, 0.5, 0.2, 0.8]
+    >>> labels = [0, 0, 0, 1, 1, 1]
+    >>> select_top_per_class(scores, labels, size=4).tolist()
+    [1, 2, 3, 5]
+    >>> select_top_per_class(scores, labels, budgets={0: 1, 1: 2}).tolist()
+    [1, 3, 5]
+    """
+    lab = _check_labels(labels, "labels")
+    sc = np.asarray(scores, dtype=np.float64)
+    if sc.ndim != 1 or len(sc) != len(lab):
+        raise ValueError(
+            f"scores has shape {sc.shape} but labels has {len(lab)} entries; pass one score per "
+            f"sample, computed on the same dataset in the same order."
+        )
+    if budgets is None:
+        budgets = class_budgets(lab, fraction=fraction, size=size, balance=balance)
+    elif fraction is not None or size is not None:
+        raise ValueError("Pass either budgets= or fraction=/size=, not both.")
+    classes, counts = np.unique(lab, return_counts=True)
+    k_of_class = np.zeros(len(classes), dtype=np.int64)
+    for c, k in budgets.items():
+        pos = np.searchsorted(classes, c)
+        if pos >= len(classes) or classes[pos] != c:
+            raise ValueError(
+                f"budgets names class {c!r}, which has no sample. Classes present: "
+                f"{classes[:20].tolist()}{' ...' if len(classes) > 20 else ''}."
+            )
+        if not 0 <= k <= counts[pos]:
+            raise ValueError(
+                f"budgets[{c!r}] == {k}, must be between 0 and {counts[pos]} "
+                f"(the number of samples of class {c!r})."
+            )
+        k_of_class[pos] = k
+    nan = np.isnan(sc)
+    if nan.any():
+        logger.warning("%d NaN score(s) are ranked below every other score.", int(nan.sum()))
+        sc = np.where(nan, -np.inf, sc)
+    codes = np.searchsorted(classes, lab)
+    order = np.lexsort((np.arange(len(sc)), -sc, codes))  # class, then score desc, then index
+    starts = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    rank = np.arange(len(sc)) - starts[codes[order]]
+    keep = order[rank < k_of_class[codes[order]]]
+    return np.sort(keep).astype(np.int64)
+
+
+def _column_numpy(dataset, column: str) -> np.ndarray:
+    if column not in dataset.column_names:
+        raise ValueError(
+            f"Column {column!r} not in the dataset. Current columns in the dataset: "
+            f"{dataset.column_names}."
+        )
+    return np.asarray(dataset.with_format("numpy", columns=[column])[column][:])
+
+
+def select_coreset(
+    dataset,
+    *,
+    fraction: float | None = None,
+    size: int | None = None,
+    score_column: str = SCORE_COLUMN,
+    label_column: str | None = None,
+    balance: Balance = "equal",
+):
+    """The class-balanced coreset of a scored ``datasets.Dataset``, through ``Dataset.select``.
+
+    Each class keeps its ``k_c`` highest scores (:func:`select_top_per_class`). The coreset has a
+    ``sample_index`` column with each row's index in ``dataset``; if ``dataset`` already has one
+    (it is itself a selection), that column is kept, so the coreset always traces back to the
+    original source.
+
+    Parameters
+    ----------
+    dataset : datasets.Dataset
+        With a score column and a label column.
+    fraction, size, balance
+        See :func:`class_budgets`.
+    score_column : str, default "cld_score"
+    label_column : str, optional
+        Found as ``labels``, then ``label``, when not given.
+
+    Returns
+    -------
+    datasets.Dataset, rows in their original order.
+
+    Examples
+    --------
+    >>> from datasets import Dataset
+    >>> ds = Dataset.from_dict({"label": [0, 0, 0, 1, 1, 1],
+    ...                         "cld_score": [0.1, 0.9, 0.5, 0.5, 0.2, 0.8]})
+    >>> core = select_coreset(ds, size=4)
+    >>> core["sample_index"][:], core["cld_score"][:]
+    ([1, 2, 3, 5], [0.9, 0.5, 0.5, 0.8])
+    """
+    label_column = find_label_column(dataset.column_names, label_column)
+    scores = _column_numpy(dataset, score_column)
+    labels = _column_numpy(dataset, label_column)
+    indices = select_top_per_class(scores, labels, fraction=fraction, size=size, balance=balance)
+    if INDEX_COLUMN not in dataset.column_names:
+        dataset = add_index_column(dataset)
+    return dataset.select(indices)
+
+
+def add_index_column(dataset, *, column: str = INDEX_COLUMN):
+    """Add ``column`` (int64) holding each row's index, so later selections can be traced back.
+
+    Examples
+    --------
+    >>> from datasets import Dataset
+    >>> add_index_column(Dataset.from_dict({"x": [5, 6]}))["sample_index"][:]
+    [0, 1]
+    """
+    import datasets
+
+    if column in dataset.column_names:
+        raise ValueError(
+            f"Column {column!r} already exists; it already traces rows to their source. "
+            f"Pass another column= name to add a second index."
+        )
+    return dataset.add_column(
+        column, np.arange(len(dataset), dtype=np.int64), feature=datasets.Value("int64")
+    )
+
+
+def add_cld_scores(dataset, scores, *, column: str = SCORE_COLUMN, overwrite: bool = False):
+    """Add the CLD scores to ``dataset`` as a float32 feature.
+
+    Parameters
+    ----------
+    dataset : datasets.Dataset
+        The training set the scores were computed on, in the same row order.
+    scores : float array of shape (len(dataset),)
+    column : str, default "cld_score"
+    overwrite : bool, default False
+        Replace an existing column of that name.
+
+    Examples
+    --------
+    >>> from datasets import Dataset
+    >>> ds = add_cld_scores(Dataset.from_dict({"label": [0, 1]}), [0.25, -0.5])
+    >>> ds.features["cld_score"], ds["cld_score"][:]
+    (Value('float32'), [0.25, -0.5])
+    """
+    import datasets
+
+    sc = np.asarray(scores, dtype=np.float32)
+    if sc.ndim != 1 or len(sc) != len(dataset):
+        raise ValueError(
+            f"scores has shape {sc.shape} but the dataset has {len(dataset)} rows. Ensure the "
+            f"scores were computed on this dataset (same rows, same order)."
+        )
+    if column in dataset.column_names:
+        if not overwrite:
+            raise ValueError(
+                f"The dataset already has a column {column!r}; pass overwrite=True to replace "
+                f"it or column='<another name>' to keep both."
+            )
+        dataset = dataset.remove_columns(column)
+    return dataset.add_column(column, sc, feature=datasets.Value("float32"))
