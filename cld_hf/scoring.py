@@ -348,7 +348,6 @@ def cld_scores(
     traj = _fill_missing_classes(traj, counts, needed, classes, global_traj, missing_query_class)
     unit = _normalise_class_trajectories(traj)  # (C, T): centred, unit norm (0 if flat)
 
-    t = unit.shape[1]
     out = np.empty(n, dtype=np.float32)
     bad_rows = []
     starts = range(0, n, chunk_size)
@@ -356,27 +355,33 @@ def cld_scores(
         from tqdm.auto import tqdm
 
         starts = tqdm(starts, desc="CLD scores", unit="chunk")
-    d = np.empty((min(chunk_size, max(n, 1)), t), dtype=np.float64)
+    d = np.empty((min(chunk_size, max(n, 1)), unit.shape[1]), dtype=np.float64)
     for start in starts:
-        stop = min(start + chunk_size, n)
-        x = train[start:stop] if all_columns else train[start:stop, columns]
-        dc = d[: stop - start]
-        np.subtract(x[:, 1:], x[:, :-1], out=dc, dtype=np.float64)
-        sumsq = np.einsum("ij,ij->i", dc, dc)
-        dc -= (dc.sum(axis=1) / t)[:, None]
-        m2 = np.einsum("ij,ij->i", dc, dc)
-        num = np.einsum("ij,ij->i", dc, unit[tcodes[start:stop]])
-        finite = np.isfinite(sumsq)
-        if not finite.all():
-            bad_rows.append(start + np.flatnonzero(~finite))
-        flat = _zero_variance(m2, sumsq) | ~finite
-        r = num / np.sqrt(np.where(flat, 1.0, m2))
-        r[flat] = 0.0
-        np.clip(r, -1.0, 1.0, out=r)
-        out[start:stop] = r
+        with np.errstate(invalid="ignore", over="ignore"):  # non-finite rows raise below
+            _score_chunk(train, start, min(start + chunk_size, n), columns, all_columns,
+                         tcodes, unit, d, out, bad_rows)
     if bad_rows:
         _raise_non_finite("train_losses", train, np.concatenate(bad_rows))
     return out
+
+
+def _score_chunk(train, start, stop, columns, all_columns, tcodes, unit, d, out, bad_rows):
+    """Score rows ``start:stop`` into ``out``; ``d`` is a reusable float64 buffer."""
+    x = train[start:stop] if all_columns else train[start:stop, columns]
+    dc = d[: stop - start]
+    np.subtract(x[:, 1:], x[:, :-1], out=dc, dtype=np.float64)
+    sumsq = np.einsum("ij,ij->i", dc, dc)
+    dc -= (dc.sum(axis=1) / dc.shape[1])[:, None]  # centre over time (two-pass, stable)
+    m2 = np.einsum("ij,ij->i", dc, dc)
+    num = np.einsum("ij,ij->i", dc, unit[tcodes[start:stop]])  # unit rows are centred, norm 1
+    finite = np.isfinite(sumsq)
+    if not finite.all():
+        bad_rows.append(start + np.flatnonzero(~finite))
+    flat = _zero_variance(m2, sumsq) | ~finite
+    r = num / np.sqrt(np.where(flat, 1.0, m2))
+    r[flat] = 0.0
+    np.clip(r, -1.0, 1.0, out=r)
+    out[start:stop] = r
 
 
 # --------------------------------------------------------------------------------------------

@@ -101,7 +101,8 @@ def _equal_budgets(counts: np.ndarray, k: int) -> np.ndarray:
     budget = np.zeros(len(counts), dtype=np.int64)
     active = np.ones(len(counts), dtype=bool)
     remaining = k
-    while True:  # water-filling: at most C rounds, each removes every class below the share
+    share = 0
+    while active.any():  # water-filling: at most C rounds, each removes every class below the share
         share = remaining // int(active.sum())
         small = active & (counts <= share)
         if not small.any():

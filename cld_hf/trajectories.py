@@ -423,6 +423,9 @@ class LossTrajectories:
         """Copy the store (e.g. into a checkpoint folder) and open the copy."""
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
+        for p in directory.iterdir():  # a store there before: its snapshots must not linger
+            if _SNAPSHOT_RE.match(p.name):
+                p.unlink()
         names = [_META, _LABELS] + [_snapshot_name(i) for i in range(self.num_snapshots)]
         for name in names:
             shutil.copy2(self.directory / name, directory / name)

@@ -1,0 +1,177 @@
+"""Tests of the Arrow loss-trajectory store (cld_hf/trajectories.py)."""
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from datasets import List, Value
+
+from cld_hf import LossTrajectories, cld_scores, trajectory_column
+
+
+def fill(store, train, query):
+    for t in range(train.shape[1]):
+        store.append(train[:, t], query[:, t], epoch=t, step=10 * t)
+
+
+@pytest.fixture
+def problem():
+    rng = np.random.default_rng(0)
+    n, q, s = 50, 12, 6
+    train = rng.random((n, s), dtype=np.float32) * 3
+    query = rng.random((q, s), dtype=np.float32) * 3
+    return train, np.arange(n) % 3, query, np.arange(q) % 3
+
+
+@pytest.mark.parametrize("n,q,s", [(1, 1, 1), (7, 3, 4), (50, 12, 6)])
+def test_round_trip_through_disk(tmp_path, n, q, s):
+    rng = np.random.default_rng(n)
+    train, query = rng.random((n, s), dtype=np.float32), rng.random((q, s), dtype=np.float32)
+    store = LossTrajectories.create(tmp_path / "store", np.arange(n) % 2, np.arange(q) % 2, metadata={"model": "tiny"})
+    fill(store, train, query)
+    reopened = LossTrajectories(tmp_path / "store")
+    assert reopened.num_snapshots == s
+    np.testing.assert_array_equal(reopened.train_losses(), train)
+    np.testing.assert_array_equal(reopened.query_losses(), query)
+    np.testing.assert_array_equal(reopened.train_labels, np.arange(n) % 2)
+    np.testing.assert_array_equal(reopened.query_labels, np.arange(q) % 2)
+    assert reopened.metadata == {"model": "tiny"}
+    assert [i["epoch"] for i in reopened.snapshot_info] == list(range(s))
+    assert [i["step"] for i in reopened.snapshot_info] == [10 * t for t in range(s)]
+
+
+def test_storage_is_n_plus_q_times_s_times_4_bytes_plus_small_overhead(tmp_path, problem):
+    train, tl, query, ql = problem
+    store = LossTrajectories.create(tmp_path, tl, ql)
+    empty = store.nbytes
+    fill(store, train, query)
+    payload = (len(tl) + len(ql)) * train.shape[1] * 4
+    per_file_overhead = (store.nbytes - empty - payload) / train.shape[1]
+    assert 0 < per_file_overhead < 1024
+
+
+def test_reopen_after_crash_mid_write_loses_only_that_snapshot(tmp_path, problem):
+    train, tl, query, ql = problem
+    store_dir = tmp_path / "store"
+    LossTrajectories.create(store_dir, tl, ql)
+    # A real process appends 3 snapshots, then dies (os._exit) while writing the 4th:
+    # the 4th is left as a partial temporary file.
+    np.save(tmp_path / "train.npy", train)
+    np.save(tmp_path / "query.npy", query)
+    script = textwrap.dedent(
+        f"""
+        import os, numpy as np
+        from cld_hf import LossTrajectories
+        store = LossTrajectories({str(store_dir)!r})
+        train, query = np.load({str(tmp_path / 'train.npy')!r}), np.load({str(tmp_path / 'query.npy')!r})
+        for t in range(3):
+            store.append(train[:, t], query[:, t], epoch=t)
+        with open(os.path.join({str(store_dir)!r}, "snapshot-00003.arrow.tmp"), "wb") as f:
+            f.write(b"ARROW1 partial")
+        os._exit(9)
+        """
+    )
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert proc.returncode == 9, proc.stderr
+    reopened = LossTrajectories(store_dir)
+    assert reopened.num_snapshots == 3
+    assert not any(p.name.endswith(".tmp") for p in store_dir.iterdir())
+    np.testing.assert_array_equal(reopened.train_losses(), train[:, :3])
+    # and recording goes on where it stopped
+    for t in range(3, train.shape[1]):
+        reopened.append(train[:, t], query[:, t], epoch=t)
+    np.testing.assert_array_equal(LossTrajectories(store_dir).train_losses(), train)
+
+
+def test_truncate_for_resume_then_continue(tmp_path, problem):
+    train, tl, query, ql = problem
+    store = LossTrajectories.create(tmp_path, tl, ql)
+    fill(store, train + 1, query + 1)  # a run that went further, with other losses
+    store.truncate(2)
+    assert LossTrajectories(tmp_path).num_snapshots == 2
+    store.truncate(0)
+    fill(store, train, query)
+    np.testing.assert_array_equal(LossTrajectories(tmp_path).train_losses(), train)
+    with pytest.raises(ValueError, match="num_snapshots == 9, must be between 0 and the 6 snapshots held"):
+        store.truncate(9)
+
+
+def test_gap_in_snapshot_files_is_an_error(tmp_path, problem):
+    train, tl, query, ql = problem
+    store = LossTrajectories.create(tmp_path, tl, ql)
+    fill(store, train, query)
+    os.remove(tmp_path / "snapshot-00002.arrow")
+    with pytest.raises(ValueError, match=r"not numbered 0..S-1 without gaps"):
+        LossTrajectories(tmp_path)
+
+
+def test_scores_batch_streaming_and_window(tmp_path, problem):
+    train, tl, query, ql = problem
+    store = LossTrajectories.create(tmp_path, tl, ql)
+    fill(store, train, query)
+    expected = cld_scores(train, tl, query, ql)
+    np.testing.assert_array_equal(store.scores(), expected)
+    np.testing.assert_allclose(store.scores(streaming=True), expected, atol=1e-6)
+    np.testing.assert_array_equal(store.scores(first=4), cld_scores(train[:, :4], tl, query[:, :4], ql))
+    np.testing.assert_allclose(store.scores(every=2, streaming=True), cld_scores(train[:, ::2], tl, query[:, ::2], ql), atol=1e-6)
+
+
+def test_to_dataset_fixed_size_list_feature(tmp_path, problem):
+    train, tl, query, ql = problem
+    store = LossTrajectories.create(tmp_path, tl, ql)
+    fill(store, train, query)
+    ds = store.to_dataset()
+    assert ds.features["loss_trajectory"] == List(Value("float32"), length=train.shape[1])
+    assert ds.features["sample_index"] == Value("int64")
+    assert ds.data.column("loss_trajectory").type == pa.list_(pa.float32(), train.shape[1])
+    np.testing.assert_array_equal(ds.with_format("numpy")["loss_trajectory"][:], train)
+    assert ds["label"][:] == tl.tolist()
+    assert ds["sample_index"][:] == list(range(len(tl)))
+    qds = store.to_dataset("query")
+    np.testing.assert_array_equal(qds.with_format("numpy")["loss_trajectory"][:], query)
+    with pytest.raises(ValueError, match="split == 'val'"):
+        store.to_dataset("val")
+
+
+def test_trajectory_column_is_zero_python_lists():
+    m = np.arange(12, dtype=np.float32).reshape(4, 3)
+    col = trajectory_column(m)
+    assert isinstance(col, pa.FixedSizeListArray)
+    np.testing.assert_array_equal(col.flatten().to_numpy().reshape(4, 3), m)
+    with pytest.raises(ValueError, match="must be 2-D"):
+        trajectory_column(np.zeros(3))
+
+
+def test_bad_input(tmp_path, caplog):
+    with pytest.raises(FileNotFoundError, match="not a loss-trajectory store"):
+        LossTrajectories(tmp_path)
+    store = LossTrajectories.create(tmp_path, [0, 1, 1], [0, 1])
+    with pytest.raises(FileExistsError, match="overwrite=True"):
+        LossTrajectories.create(tmp_path, [0, 1, 1], [0, 1])
+    with pytest.raises(ValueError, match=r"train_losses of shape \(2,\).*N=3 training and Q=2 query"):
+        store.append([1.0, 2.0], [1.0, 2.0])
+    with caplog.at_level(logging.WARNING, logger="cld_hf.trajectories"):
+        store.append([1.0, np.nan, 2.0], [1.0, 2.0])
+    assert "1 NaN/inf loss(es)" in caplog.text and "[1]" in caplog.text
+    with pytest.raises(TypeError, match="integer class ids"):
+        LossTrajectories.create(tmp_path / "x", [0.5, 1.0], [0])
+    fresh = LossTrajectories.create(tmp_path, [0, 1], [1], overwrite=True)
+    assert fresh.num_snapshots == 0 and fresh.num_train == 2
+    meta = json.loads((tmp_path / "store.json").read_text())
+    assert meta["format"] == "cld-hf-loss-trajectories" and meta["num_query"] == 1
+
+
+def test_copy_to_is_independent(tmp_path, problem):
+    train, tl, query, ql = problem
+    store = LossTrajectories.create(tmp_path / "a", tl, ql)
+    fill(store, train, query)
+    copy = store.copy_to(tmp_path / "b")
+    store.truncate(1)
+    assert copy.num_snapshots == train.shape[1]
+    np.testing.assert_array_equal(LossTrajectories(tmp_path / "b").train_losses(), train)
