@@ -1,0 +1,69 @@
+"""``cld-hf select``: a scored dataset -> a class-balanced coreset (``save_to_disk``)."""
+
+from __future__ import annotations
+
+import argparse
+
+from ._common import RUN_INFO_FILE, fraction_type, positive_int, read_run_info, write_json
+
+EPILOG = """\
+examples:
+  cld-hf select out/scored --fraction 0.1 -o out/coreset-10pct
+  cld-hf select out/scored --size 500 --balance proportional -o out/coreset-500
+  cld-hf select out/scored --fraction 0.3 --indices-only -o out/idx   # sample_index + scores
+"""
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "select",
+        help="select a class-balanced coreset from a scored dataset",
+        description="Keep the highest-CLD samples of each class (Algorithm 1, lines 17-18) and "
+        "save the coreset with save_to_disk. Rows keep their source index in sample_index.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("scored", help="a scored dataset directory (from cld-hf score or run)")
+    p.add_argument("-o", "--output-dir", required=True, help="where to save the coreset")
+    size = p.add_mutually_exclusive_group(required=True)
+    size.add_argument("--fraction", type=fraction_type, help="coreset size as a share, e.g. 0.1")
+    size.add_argument("--size", type=positive_int, help="coreset size in samples")
+    p.add_argument("--balance", choices=["equal", "proportional"], default="equal",
+                   help="equal k per class (the paper's rule, default) or keep class ratios")
+    p.add_argument("--score-column", default="cld_score")
+    p.add_argument("--label-column", default=None, help="default: labels, then label")
+    p.add_argument("--split", default=None, help="split of the input when it is a DatasetDict")
+    p.add_argument("--indices-only", action="store_true",
+                   help="save only sample_index, label and score (rebuild with Dataset.select)")
+    p.set_defaults(func=run)
+
+
+def run(args) -> int:
+    import logging
+
+    import numpy as np
+
+    from ..columns import INDEX_COLUMN, find_label_column
+    from ..selection import class_budgets, select_coreset
+    from ._common import load_saved_dataset
+
+    log = logging.getLogger("cld_hf.select")
+    ds = load_saved_dataset(args.scored, args.split)
+    label_column = find_label_column(ds.column_names, args.label_column)
+    core = select_coreset(ds, fraction=args.fraction, size=args.size,
+                          score_column=args.score_column, label_column=label_column,
+                          balance=args.balance)
+    if args.indices_only:
+        core = core.select_columns([INDEX_COLUMN, label_column, args.score_column])
+    core.save_to_disk(args.output_dir)
+    labels = np.asarray(ds.with_format("numpy", columns=[label_column])[label_column][:])
+    budgets = class_budgets(labels, fraction=args.fraction, size=args.size, balance=args.balance)
+    info = dict(read_run_info(args.scored))
+    info.update(fraction=args.fraction if args.fraction else len(core) / len(ds),
+                size=len(core), balance=args.balance, source_size=len(ds),
+                budgets={str(k): v for k, v in budgets.items()})
+    write_json(f"{args.output_dir}/{RUN_INFO_FILE}", info)
+    log.info("Selected %d of %d samples (%s balance) -> %s", len(core), len(ds), args.balance,
+             args.output_dir)
+    print(f"selected {len(core)} of {len(ds)} samples -> {args.output_dir}")
+    return 0
