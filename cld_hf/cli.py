@@ -56,8 +56,9 @@ def main(argv: list[str] | None = None) -> int:
 
     Examples
     --------
-    >>> main(["--version"])  # doctest: +SKIP
-    cld-hf 0.1.0
+    >>> main([])  # no subcommand: prints the help, exits 0  # doctest: +ELLIPSIS
+    usage: cld-hf ...
+    0
     """
     parser = make_parser()
     args = parser.parse_args(argv)

@@ -17,7 +17,14 @@ from .scoring import _check_labels
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["class_budgets", "select_top_per_class", "select_coreset", "add_cld_scores"]
+__all__ = [
+    "class_budgets",
+    "select_top_per_class",
+    "select_random_per_class",
+    "select_coreset",
+    "add_cld_scores",
+    "add_index_column",
+]
 
 Balance = Literal["equal", "proportional"]
 
@@ -201,6 +208,36 @@ def select_top_per_class(
     rank = np.arange(len(sc)) - starts[codes[order]]
     keep = order[rank < k_of_class[codes[order]]]
     return np.sort(keep).astype(np.int64)
+
+
+def select_random_per_class(
+    labels,
+    *,
+    budgets: dict | None = None,
+    fraction: float | None = None,
+    size: int | None = None,
+    balance: Balance = "equal",
+    seed: int = 0,
+) -> np.ndarray:
+    """The random class-balanced baseline: ``k_c`` samples drawn uniformly from each class.
+
+    Same budgets as :func:`select_top_per_class`, so a CLD coreset and a random coreset of the
+    same size and class balance can be compared.
+
+    Examples
+    --------
+    >>> idx = select_random_per_class([0, 0, 0, 1, 1, 1], size=4, seed=0)
+    >>> len(idx), sorted(np.asarray([0, 0, 0, 1, 1, 1])[idx].tolist())
+    (4, [0, 0, 1, 1])
+    """
+    lab = _check_labels(labels, "labels")
+    if budgets is None:
+        budgets = class_budgets(lab, fraction=fraction, size=size, balance=balance)
+    elif fraction is not None or size is not None:
+        raise ValueError("Pass either budgets= or fraction=/size=, not both.")
+    rng = np.random.default_rng(seed)
+    random_scores = rng.random(len(lab))
+    return select_top_per_class(random_scores, lab, budgets=budgets)
 
 
 def _column_numpy(dataset, column: str) -> np.ndarray:

@@ -192,3 +192,15 @@ def test_stratified_query_split_datasets(scored):
     assert set(train["x"][:]).isdisjoint(query["x"][:])
     with pytest.raises(ValueError, match=r"fraction == 1.0, must be in \(0, 1\)"):
         stratified_query_split(scored, fraction=1.0)
+
+
+def test_select_random_per_class_same_budgets_seeded():
+    from cld_hf.selection import select_random_per_class
+
+    labels = np.repeat([0, 1, 2], [30, 20, 5])
+    budgets = class_budgets(labels, size=18)
+    a = select_random_per_class(labels, budgets=budgets, seed=1)
+    assert np.bincount(labels[a]).tolist() == [budgets[0], budgets[1], budgets[2]] == [7, 6, 5]
+    assert np.array_equal(a, select_random_per_class(labels, size=18, seed=1))
+    assert not np.array_equal(a, select_random_per_class(labels, size=18, seed=2))
+    assert np.all(np.diff(a) > 0)
