@@ -28,6 +28,8 @@ _LAZY = {
     "LossRecorder": "recording",
     "CLDCallback": "callback",
     "push_coreset_to_hub": "hub",
+    "HubPushError": "hub",
+    "CoresetPushResult": "hub",
 }
 
 __all__ = [
