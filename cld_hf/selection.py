@@ -132,6 +132,44 @@ def _proportional_budgets(counts: np.ndarray, k: int) -> np.ndarray:
     return budget
 
 
+def check_budgets(budgets, labels) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The one budget check: ``{class: k_c}`` against ``labels``.
+
+    Every named class must have samples and ``0 <= k_c <= n_c`` (an int). Classes not named get 0.
+
+    Returns
+    -------
+    (classes, counts, k_of_class): the sorted classes present, their sizes and their budgets.
+
+    Examples
+    --------
+    >>> classes, counts, k = check_budgets({1: 2}, np.array([0, 1, 1, 1]))
+    >>> classes.tolist(), counts.tolist(), k.tolist()
+    ([0, 1], [1, 3], [0, 2])
+    """
+    if not isinstance(budgets, dict):
+        raise TypeError(
+            f"budgets must be a dict {{class: k_c}}, not {type(budgets).__name__}; make one with "
+            f"cld_hf.class_budgets(labels, fraction=...)."
+        )
+    classes, counts = np.unique(np.asarray(labels), return_counts=True)
+    k_of_class = np.zeros(len(classes), dtype=np.int64)
+    for c, k in budgets.items():
+        pos = np.searchsorted(classes, c)
+        if pos >= len(classes) or classes[pos] != c:
+            raise ValueError(
+                f"budgets names class {c!r}, which has no sample. Classes present: "
+                f"{classes[:20].tolist()}{' ...' if len(classes) > 20 else ''}."
+            )
+        if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)) or not 0 <= k <= counts[pos]:
+            raise ValueError(
+                f"budgets[{c!r}] == {k!r}, must be an int between 0 and {counts[pos]} "
+                f"(the number of samples of class {c!r}). Make budgets with cld_hf.class_budgets."
+            )
+        k_of_class[pos] = k
+    return classes, counts, k_of_class
+
+
 def select_top_per_class(
     scores,
     labels,
@@ -183,21 +221,7 @@ def select_top_per_class(
         budgets = class_budgets(lab, fraction=fraction, size=size, balance=balance)
     elif fraction is not None or size is not None:
         raise ValueError("Pass either budgets= or fraction=/size=, not both.")
-    classes, counts = np.unique(lab, return_counts=True)
-    k_of_class = np.zeros(len(classes), dtype=np.int64)
-    for c, k in budgets.items():
-        pos = np.searchsorted(classes, c)
-        if pos >= len(classes) or classes[pos] != c:
-            raise ValueError(
-                f"budgets names class {c!r}, which has no sample. Classes present: "
-                f"{classes[:20].tolist()}{' ...' if len(classes) > 20 else ''}."
-            )
-        if not 0 <= k <= counts[pos]:
-            raise ValueError(
-                f"budgets[{c!r}] == {k}, must be between 0 and {counts[pos]} "
-                f"(the number of samples of class {c!r})."
-            )
-        k_of_class[pos] = k
+    classes, counts, k_of_class = check_budgets(budgets, lab)
     nan = np.isnan(sc)
     if nan.any():
         logger.warning("%d NaN score(s) are ranked below every other score.", int(nan.sum()))

@@ -117,7 +117,7 @@ def test_select_top_per_class_matches_bruteforce():
 def test_select_top_per_class_bad_input():
     with pytest.raises(ValueError, match="scores has shape .3,. but labels has 4 entries"):
         select_top_per_class([1, 2, 3], [0, 0, 1, 1], size=2)
-    with pytest.raises(ValueError, match=r"budgets\[1\] == 5, must be between 0 and 2"):
+    with pytest.raises(ValueError, match=r"budgets\[1\] == 5, must be an int between 0 and 2"):
         select_top_per_class([1, 2, 3, 4], [0, 0, 1, 1], budgets={1: 5})
     with pytest.raises(ValueError, match="budgets names class 7, which has no sample"):
         select_top_per_class([1, 2, 3, 4], [0, 0, 1, 1], budgets={7: 1})
