@@ -30,6 +30,8 @@ _LAZY = {
     "push_coreset_to_hub": "hub",
     "HubPushError": "hub",
     "CoresetPushResult": "hub",
+    "export_coreset_repos": "hub",
+    "ExportedRepos": "hub",
 }
 
 __all__ = [

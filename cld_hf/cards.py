@@ -1,7 +1,8 @@
 """Dataset and model cards for a pushed coreset, from the Jinja templates in ``model_cards/``.
 
 Both cards are built from one *summary*: the plain, JSON-able dict that
-:func:`cld_hf.hub.push_coreset_to_hub` also writes to the dataset repo as ``cld_run.json``.
+:func:`cld_hf.hub.push_coreset_to_hub` (and :func:`cld_hf.hub.export_coreset_repos`, offline)
+also writes to the dataset repo as ``cld_run.json``.
 The dataset card renders ``model_cards/coreset_dataset_card.md`` through
 ``huggingface_hub.DatasetCard.from_template``, the model card ``model_cards/proxy_model_card.md``
 through ``ModelCard.from_template``; the YAML front matter is the card data

@@ -4,6 +4,10 @@
 ``HfApi.create_commit``), so a failed push leaves the repo as it was, and running the same call
 again is safe (unchanged files are skipped by the Hub client).
 
+:func:`export_coreset_repos` writes the same two repos to a local folder instead, without any
+network access (``local_dir/dataset/`` and ``local_dir/model/``): the push stages its files with
+the same code, into a temporary folder, after asking the Hub for the token's namespace.
+
 Dataset repo (``repo_id``)::
 
     README.md                               dataset card (model_cards/coreset_dataset_card.md)
@@ -83,7 +87,8 @@ from .selection import select_coreset
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["push_coreset_to_hub", "CoresetPushResult", "HubPushError"]
+__all__ = ["push_coreset_to_hub", "export_coreset_repos", "ExportedRepos", "CoresetPushResult",
+           "HubPushError"]
 
 INDEX_CONFIG = "indices"
 RUN_INFO_FILE = "cld_run.json"
@@ -229,7 +234,7 @@ def _column_rows(coreset, label_column) -> list[dict]:
 def _write_parquet_shards(dataset, root: Path, data_dir: str, max_shard_size):
     """Write ``{data_dir}/train-XXXXX-of-YYYYY.parquet`` shards, embedding external files.
 
-    Returns ``([(path_in_repo, local_path), ...], dataset_nbytes, download_size)``.
+    Returns ``(dataset_nbytes, download_size)``.
     """
     from datasets.features.features import require_decoding
     from datasets.table import embed_table_storage
@@ -241,7 +246,7 @@ def _write_parquet_shards(dataset, root: Path, data_dir: str, max_shard_size):
     num_shards = min(num_shards, max(len(dataset), 1))
     embed = any(require_decoding(f, ignore_decode_attribute=True)
                 for f in dataset.features.values())
-    files, download_size = [], 0
+    download_size = 0
     for index in range(num_shards):
         shard = dataset.shard(num_shards=num_shards, index=index, contiguous=True)
         if embed:  # images / audio given as local paths: put their bytes into the Parquet
@@ -252,8 +257,7 @@ def _write_parquet_shards(dataset, root: Path, data_dir: str, max_shard_size):
         local.parent.mkdir(parents=True, exist_ok=True)
         shard.to_parquet(str(local))
         download_size += local.stat().st_size
-        files.append((path_in_repo, local))
-    return files, nbytes, download_size
+    return nbytes, download_size
 
 
 def _dataset_card_data(configs: dict):
@@ -475,7 +479,385 @@ def _commit(api, repo_id: str, repo_type: str, files: list, *, stale, revision, 
                              revision=revision, create_pr=create_pr)
 
 
+# ------------------------------------------------------------------------------------ staging
+@dataclass(frozen=True)
+class ExportedRepos:
+    """The two repos of a coreset staged on disk by :func:`export_coreset_repos`.
+
+    Attributes
+    ----------
+    dataset_dir : pathlib.Path
+        ``local_dir/dataset``: ``README.md`` (dataset card), ``cld_run.json``, ``data/`` and
+        ``indices/`` Parquet shards, exactly the files :func:`push_coreset_to_hub` commits.
+    model_dir : pathlib.Path or None
+        ``local_dir/model``: ``README.md`` (model card), ``config.json``, ``model.safetensors``
+        and any processor files; ``None`` without a model.
+    summary : dict
+        What both cards were rendered from: ``cld_run.json`` plus ``endpoint`` (the Hub address
+        the card links point to).
+    """
+
+    dataset_dir: Path
+    model_dir: Path | None
+    summary: dict
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """The checked arguments and the coreset, before any repo id is resolved or file written."""
+
+    coreset: Any
+    scored: Any
+    label_column: str
+    method: dict
+    model: Any
+    processing_class: Any
+    model_config: dict | None
+    source_dataset: str | None
+    source_revision: str | None
+    source_split: str
+    fraction: float | None
+    balance: str
+    eval_results: dict
+    include_trajectory: bool
+    license: str | None
+    tags: list
+    max_shard_size: int | str
+
+
+def _prepare(coreset_or_scored_dataset, *, repo_id, model, model_repo_id, processing_class,
+             model_config, source_dataset, source_revision, source_split, fraction, size,
+             balance, label_column, method_info, eval_results, include_trajectory, license, tags,
+             max_shard_size) -> _Plan:
+    """Check every argument and select the coreset; nothing is written or sent."""
+    import datasets
+
+    if not isinstance(coreset_or_scored_dataset, datasets.Dataset):
+        raise TypeError(
+            f"coreset_or_scored_dataset must be a datasets.Dataset, not "
+            f"{type(coreset_or_scored_dataset).__name__}; pick a split of a DatasetDict, "
+            f"e.g. ds['train']."
+        )
+    _check_repo_id("repo_id", repo_id)
+    if (model is None) != (model_repo_id is None):
+        got = type(model).__name__ if model is not None else None
+        raise ValueError(
+            f"Pass model= and model_repo_id= together (got model={got}, "
+            f"model_repo_id={model_repo_id!r}): the model repo needs both."
+        )
+    if model_repo_id is not None:
+        _check_repo_id("model_repo_id", model_repo_id)
+        if not isinstance(model, (str, os.PathLike)) and not hasattr(model, "state_dict"):
+            raise TypeError(
+                f"model must be a torch.nn.Module or the path of a saved model directory, not "
+                f"{type(model).__name__}."
+            )
+    method = _check_json("method_info", method_info)
+    source_dataset = source_dataset or method.get("source_dataset")
+    source_revision = source_revision or method.get("source_revision")
+    source_split = source_split or method.get("source_split") or "train"
+    balance = balance or method.get("balance") or "equal"
+    if balance not in ("equal", "proportional"):
+        raise ValueError(f"balance == {balance!r}, must be 'equal' or 'proportional'.")
+    eval_results = _check_json("eval_results", eval_results or method.get("eval_results"))
+    license = license or method.get("license")
+    if source_dataset is not None:
+        _check_repo_id("source_dataset", source_dataset)
+    for name, value in eval_results.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"eval_results[{name!r}] == {value!r}, must be a number (e.g. 0.61).")
+    if eval_results and source_dataset is None:
+        raise ValueError(
+            f"eval_results == {eval_results!r} needs the dataset they were measured on: pass "
+            f"source_dataset='<Hub id of the source dataset>'."
+        )
+
+    dataset = coreset_or_scored_dataset
+    label_column = find_label_column(dataset.column_names, label_column)
+    if SCORE_COLUMN not in dataset.column_names:
+        raise ValueError(
+            f"Column {SCORE_COLUMN!r} not in the dataset. Current columns in the dataset: "
+            f"{dataset.column_names}. Score it first (cld_hf.add_cld_scores or cld-hf score)."
+        )
+    scored = None
+    if fraction is not None or size is not None:
+        scored = dataset
+        coreset = select_coreset(dataset, fraction=fraction, size=size, label_column=label_column,
+                                 balance=balance)
+    else:
+        if INDEX_COLUMN not in dataset.column_names:
+            raise ValueError(
+                f"The dataset has no {INDEX_COLUMN!r} column, so it is a scored dataset rather "
+                f"than a coreset; pass fraction= (e.g. 0.1) or size= to select the coreset, or "
+                f"fraction=1.0 to push every scored row."
+            )
+        coreset = dataset
+    if TRAJECTORY_COLUMN in coreset.column_names and not include_trajectory:
+        coreset = coreset.remove_columns(TRAJECTORY_COLUMN)
+    elif include_trajectory and TRAJECTORY_COLUMN not in coreset.column_names:
+        raise ValueError(
+            f"include_trajectory=True but the dataset has no {TRAJECTORY_COLUMN!r} column "
+            f"(columns: {coreset.column_names}); score with the trajectory kept, or drop "
+            f"include_trajectory."
+        )
+    if len(coreset) == 0:
+        raise ValueError("The coreset is empty: there is nothing to push.")
+    return _Plan(coreset=coreset, scored=scored, label_column=label_column, method=method,
+                 model=model, processing_class=processing_class, model_config=model_config,
+                 source_dataset=source_dataset, source_revision=source_revision,
+                 source_split=source_split, fraction=fraction, balance=balance,
+                 eval_results=eval_results, include_trajectory=bool(include_trajectory),
+                 license=license, tags=list(tags or []), max_shard_size=max_shard_size)
+
+
+def _summary(plan: _Plan, *, repo_id: str, model_repo_id: str | None, endpoint: str) -> dict:
+    """The summary both cards render and ``cld_run.json`` holds (without ``endpoint``)."""
+    from . import __version__
+
+    coreset, scored, method = plan.coreset, plan.scored, plan.method
+    num_scored = len(scored) if scored is not None else method.get("source_size")
+    if plan.fraction is not None:
+        fraction = plan.fraction
+    elif scored is None and method.get("fraction") is not None:
+        fraction = method["fraction"]
+    else:
+        fraction = len(coreset) / num_scored if num_scored else None
+    return {
+        "format": "cld-hf-coreset",
+        "format_version": 1,
+        "repo_id": repo_id,
+        "model_repo_id": model_repo_id,
+        "endpoint": endpoint,
+        "source_dataset": plan.source_dataset,
+        "source_revision": plan.source_revision,
+        "source_split": plan.source_split,
+        "num_rows": len(coreset),
+        "num_scored_rows": num_scored,
+        "fraction": fraction,
+        "balance": plan.balance,
+        "label_column": plan.label_column,
+        "include_trajectory": plan.include_trajectory,
+        "columns": _column_rows(coreset, plan.label_column),
+        "budgets": _budgets(coreset, scored, plan.label_column),
+        "score_stats": {
+            "coreset": _score_stats(_numpy_column(coreset, SCORE_COLUMN)),
+            "scored": (_score_stats(_numpy_column(scored, SCORE_COLUMN))
+                       if scored is not None else None),
+        },
+        "method": method,
+        "eval_results": plan.eval_results or None,
+        "eval_split": method.get("eval_split", "test"),
+        "license": plan.license,
+        "tags": list(plan.tags),
+        "cld_hf_version": __version__,
+    }
+
+
+def _stage(plan: _Plan, root: Path, *, repo_id: str, model_repo_id: str | None,
+           endpoint: str) -> ExportedRepos:
+    """Write both repos under ``root/dataset`` and ``root/model`` (``root`` must be empty).
+
+    The one implementation behind :func:`export_coreset_repos` and :func:`push_coreset_to_hub`.
+    The model goes first: the dataset card shows its architecture and size.
+    """
+    from .cards import coreset_dataset_card, proxy_model_card
+
+    summary = _summary(plan, repo_id=repo_id, model_repo_id=model_repo_id, endpoint=endpoint)
+    model_dir = None
+    if plan.model is not None:
+        model_dir = root / "model"
+        model_dir.mkdir(parents=True)
+        details = _save_model(plan.model, model_dir, model_repo_id,
+                              processing_class=plan.processing_class,
+                              model_config=plan.model_config,
+                              base_model=plan.method.get("base_model"))
+        summary["model"] = {k: details[k] for k in ("architecture", "num_parameters",
+                                                    "library_name", "base_model")}
+        proxy_model_card(summary, details).save(model_dir / "README.md")
+
+    coreset = plan.coreset
+    index_ds = coreset.select_columns([INDEX_COLUMN, plan.label_column, SCORE_COLUMN])
+    data_dir = root / "dataset"
+    data_dir.mkdir(parents=True)
+    rows_nbytes, rows_dl = _write_parquet_shards(coreset, data_dir, "data", plan.max_shard_size)
+    idx_nbytes, idx_dl = _write_parquet_shards(index_ds, data_dir, INDEX_CONFIG,
+                                               plan.max_shard_size)
+    card_data = _dataset_card_data({"default": (coreset, "data", rows_nbytes, rows_dl),
+                                    INDEX_CONFIG: (index_ds, INDEX_CONFIG, idx_nbytes, idx_dl)})
+    coreset_dataset_card(summary, card_data=card_data).save(data_dir / "README.md")
+    run_info = {k: v for k, v in summary.items() if k != "endpoint"}
+    (data_dir / RUN_INFO_FILE).write_text(json.dumps(run_info, indent=2) + "\n")
+    return ExportedRepos(dataset_dir=data_dir, model_dir=model_dir, summary=summary)
+
+
+def _repo_files(folder: Path) -> list[tuple[str, Path]]:
+    """``[(path_in_repo, local_path), ...]`` of every file under a staged repo folder."""
+    return [(p.relative_to(folder).as_posix(), p)
+            for p in sorted(folder.rglob("*")) if p.is_file()]
+
+
+def _check_full_repo_id(name: str, value):
+    _check_repo_id(name, value)
+    if "/" not in value:
+        raise ValueError(
+            f"{name} == {value!r} has no namespace. The exported cards name the repos as given, "
+            f"so pass {name}='<your-namespace>/{value}' (push_coreset_to_hub alone fills in the "
+            f"token's namespace, as it asks the Hub for it)."
+        )
+
+
+def _check_export_dir(local_dir: Path) -> None:
+    """Refuse to replace ``dataset/`` or ``model/`` folders that an export did not write."""
+    if local_dir.exists() and not local_dir.is_dir():
+        raise NotADirectoryError(
+            f"local_dir == {str(local_dir)!r} is a file; pass a directory (it is created when "
+            f"missing)."
+        )
+    previous_export = (local_dir / "dataset" / RUN_INFO_FILE).is_file()
+    for name in ("dataset", "model"):
+        target = local_dir / name
+        if target.is_symlink() or (target.exists() and not target.is_dir()):
+            raise FileExistsError(
+                f"local_dir == {str(local_dir)!r} holds {name!r}, which is not a folder; the "
+                f"export writes the folder {str(target)!r}. Remove it or pass another local_dir."
+            )
+        if target.is_dir() and any(target.iterdir()) and not previous_export:
+            raise FileExistsError(
+                f"{str(target)!r} holds files that no coreset export wrote (there is no "
+                f"dataset/{RUN_INFO_FILE}), and export_coreset_repos replaces that folder. Pass "
+                f"another local_dir, or remove {str(target)!r}."
+            )
+
+
 # ------------------------------------------------------------------------------------ API
+def export_coreset_repos(
+    coreset_or_scored_dataset,
+    local_dir,
+    *,
+    repo_id: str,
+    model=None,
+    model_repo_id: str | None = None,
+    processing_class=None,
+    model_config: dict | None = None,
+    source_dataset: str | None = None,
+    source_revision: str | None = None,
+    source_split: str | None = None,
+    fraction: float | None = None,
+    size: int | None = None,
+    balance: str | None = None,
+    label_column: str | None = None,
+    method_info: dict | None = None,
+    eval_results: dict | None = None,
+    include_trajectory: bool = False,
+    license: str | None = None,
+    tags: list[str] | None = None,
+    max_shard_size: int | str = "500MB",
+    endpoint: str | None = None,
+) -> ExportedRepos:
+    """Write the dataset repo and the model repo of a coreset to disk, as a push would send them.
+
+    No network access: the files are those :func:`push_coreset_to_hub` commits for the same
+    arguments (the same code writes them), byte for byte, so they can be checked, archived or
+    uploaded later (``HfApi.upload_folder``). ``local_dir/dataset/`` and ``local_dir/model/`` are
+    replaced when a previous export wrote them; anything else in ``local_dir`` is left alone.
+
+    Parameters
+    ----------
+    coreset_or_scored_dataset : datasets.Dataset
+        A coreset (has ``sample_index`` and ``cld_score``), exported as is; or a scored dataset
+        with ``fraction`` or ``size``, from which the coreset is selected here.
+    local_dir : str or path
+        Where to write (created when missing).
+    repo_id : str
+        The dataset repo the cards name, ``"namespace/name"`` (the namespace is required: there
+        is no token to ask for it).
+    model, model_repo_id, processing_class, model_config
+        The proxy model and its repo (``"namespace/name"``), as in :func:`push_coreset_to_hub`.
+    source_dataset, source_revision, source_split, fraction, size, balance, label_column, \
+method_info, eval_results, include_trajectory, license, tags, max_shard_size
+        As in :func:`push_coreset_to_hub`.
+    endpoint : str, optional
+        The Hub address the card links point to; default ``huggingface_hub.constants.ENDPOINT``
+        (``https://huggingface.co`` unless ``HF_ENDPOINT`` is set).
+
+    Returns
+    -------
+    ExportedRepos
+        ``dataset_dir``, ``model_dir`` (``None`` without a model) and the ``summary``.
+
+    Raises
+    ------
+    ValueError, TypeError
+        Bad arguments or data, before anything is written.
+    FileExistsError
+        ``local_dir/dataset`` or ``local_dir/model`` holds files that no export wrote.
+
+    Notes
+    -----
+    Unlike the push, every process that calls it writes: call it on the main process only when
+    several share ``local_dir``.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from datasets import Dataset
+    >>> scored = Dataset.from_dict({"label": [0, 0, 1, 1], "cld_score": [0.1, 0.9, 0.5, 0.2]})
+    >>> tmp = tempfile.TemporaryDirectory()
+    >>> out = export_coreset_repos(scored, tmp.name, repo_id="me/toy-cld-50pct", fraction=0.5,
+    ...                            source_dataset="me/toy")
+    >>> for path in sorted(out.dataset_dir.rglob("*.*")):
+    ...     print(path.relative_to(out.dataset_dir).as_posix())
+    README.md
+    cld_run.json
+    data/train-00000-of-00001.parquet
+    indices/train-00000-of-00001.parquet
+    >>> out.model_dir is None, out.summary["num_rows"], [b["k"] for b in out.summary["budgets"]]
+    (True, 2, [1, 1])
+    >>> "| 1 |  | 1 | 2 |" in (out.dataset_dir / "README.md").read_text()  # label, name, k_c, n_c
+    True
+    >>> tmp.cleanup()
+    """
+    import shutil
+
+    from huggingface_hub import constants
+
+    _check_full_repo_id("repo_id", repo_id)
+    if model_repo_id is not None:
+        _check_full_repo_id("model_repo_id", model_repo_id)
+    plan = _prepare(
+        coreset_or_scored_dataset, repo_id=repo_id, model=model, model_repo_id=model_repo_id,
+        processing_class=processing_class, model_config=model_config,
+        source_dataset=source_dataset, source_revision=source_revision,
+        source_split=source_split, fraction=fraction, size=size, balance=balance,
+        label_column=label_column, method_info=method_info, eval_results=eval_results,
+        include_trajectory=include_trajectory, license=license, tags=tags,
+        max_shard_size=max_shard_size)
+    local_dir = Path(local_dir)
+    _check_export_dir(local_dir)
+    created = not local_dir.exists()
+    local_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        # stage next to the targets, then swap: a failure leaves a previous export as it was
+        with tempfile.TemporaryDirectory(prefix=".cld-hf-export-", dir=local_dir) as tmp:
+            staged = _stage(plan, Path(tmp), repo_id=repo_id, model_repo_id=model_repo_id,
+                            endpoint=endpoint or constants.ENDPOINT)
+            for name in ("dataset", "model"):
+                target = local_dir / name
+                if target.exists():
+                    shutil.rmtree(target)
+                if (Path(tmp) / name).is_dir():
+                    os.replace(Path(tmp) / name, target)
+    except BaseException:
+        if created and not any(local_dir.iterdir()):  # leave no empty local_dir behind
+            local_dir.rmdir()
+        raise
+    dataset_dir = local_dir / "dataset"
+    model_dir = local_dir / "model" if staged.model_dir is not None else None
+    logger.info("Exported the coreset (%d rows) to %s%s", len(plan.coreset), dataset_dir,
+                f" and the proxy model to {model_dir}" if model_dir is not None else "")
+    return ExportedRepos(dataset_dir=dataset_dir, model_dir=model_dir, summary=staged.summary)
+
+
 def push_coreset_to_hub(
     coreset_or_scored_dataset,
     repo_id: str,
@@ -560,6 +942,10 @@ def push_coreset_to_hub(
     HubPushError
         The Hub refused the token or failed a commit; the message names the repo and the fix.
 
+    See Also
+    --------
+    export_coreset_repos : the same files, written to a local folder without network access.
+
     Examples
     --------
     >>> from datasets import Dataset
@@ -569,79 +955,15 @@ def push_coreset_to_hub(
     >>> result.dataset_commit.commit_url                               # doctest: +SKIP
     'https://huggingface.co/datasets/me/toy-cld-50pct/commit/...'
     """
-    import datasets
-
     # ---- arguments, all checked before anything is sent
-    if not isinstance(coreset_or_scored_dataset, datasets.Dataset):
-        raise TypeError(
-            f"coreset_or_scored_dataset must be a datasets.Dataset, not "
-            f"{type(coreset_or_scored_dataset).__name__}; pick a split of a DatasetDict, "
-            f"e.g. ds['train']."
-        )
-    _check_repo_id("repo_id", repo_id)
-    if (model is None) != (model_repo_id is None):
-        got = type(model).__name__ if model is not None else None
-        raise ValueError(
-            f"Pass model= and model_repo_id= together (got model={got}, "
-            f"model_repo_id={model_repo_id!r}): the model repo needs both."
-        )
-    if model_repo_id is not None:
-        _check_repo_id("model_repo_id", model_repo_id)
-        if not isinstance(model, (str, os.PathLike)) and not hasattr(model, "state_dict"):
-            raise TypeError(
-                f"model must be a torch.nn.Module or the path of a saved model directory, not "
-                f"{type(model).__name__}."
-            )
-    method = _check_json("method_info", method_info)
-    source_dataset = source_dataset or method.get("source_dataset")
-    source_revision = source_revision or method.get("source_revision")
-    source_split = source_split or method.get("source_split") or "train"
-    balance = balance or method.get("balance") or "equal"
-    if balance not in ("equal", "proportional"):
-        raise ValueError(f"balance == {balance!r}, must be 'equal' or 'proportional'.")
-    eval_results = _check_json("eval_results", eval_results or method.get("eval_results"))
-    license = license or method.get("license")
-    if source_dataset is not None:
-        _check_repo_id("source_dataset", source_dataset)
-    for name, value in eval_results.items():
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise ValueError(f"eval_results[{name!r}] == {value!r}, must be a number (e.g. 0.61).")
-    if eval_results and source_dataset is None:
-        raise ValueError(
-            f"eval_results == {eval_results!r} needs the dataset they were measured on: pass "
-            f"source_dataset='<Hub id of the source dataset>'."
-        )
-
-    dataset = coreset_or_scored_dataset
-    label_column = find_label_column(dataset.column_names, label_column)
-    if SCORE_COLUMN not in dataset.column_names:
-        raise ValueError(
-            f"Column {SCORE_COLUMN!r} not in the dataset. Current columns in the dataset: "
-            f"{dataset.column_names}. Score it first (cld_hf.add_cld_scores or cld-hf score)."
-        )
-    scored = None
-    if fraction is not None or size is not None:
-        scored = dataset
-        coreset = select_coreset(dataset, fraction=fraction, size=size, label_column=label_column,
-                                 balance=balance)
-    else:
-        if INDEX_COLUMN not in dataset.column_names:
-            raise ValueError(
-                f"The dataset has no {INDEX_COLUMN!r} column, so it is a scored dataset rather "
-                f"than a coreset; pass fraction= (e.g. 0.1) or size= to select the coreset, or "
-                f"fraction=1.0 to push every scored row."
-            )
-        coreset = dataset
-    if TRAJECTORY_COLUMN in coreset.column_names and not include_trajectory:
-        coreset = coreset.remove_columns(TRAJECTORY_COLUMN)
-    elif include_trajectory and TRAJECTORY_COLUMN not in coreset.column_names:
-        raise ValueError(
-            f"include_trajectory=True but the dataset has no {TRAJECTORY_COLUMN!r} column "
-            f"(columns: {coreset.column_names}); score with the trajectory kept, or drop "
-            f"include_trajectory."
-        )
-    if len(coreset) == 0:
-        raise ValueError("The coreset is empty: there is nothing to push.")
+    plan = _prepare(
+        coreset_or_scored_dataset, repo_id=repo_id, model=model, model_repo_id=model_repo_id,
+        processing_class=processing_class, model_config=model_config,
+        source_dataset=source_dataset, source_revision=source_revision,
+        source_split=source_split, fraction=fraction, size=size, balance=balance,
+        label_column=label_column, method_info=method_info, eval_results=eval_results,
+        include_trajectory=include_trajectory, license=license, tags=tags,
+        max_shard_size=max_shard_size)
 
     if not _is_main_process():
         logger.debug("Not the main process: leaving the push to process 0.")
@@ -651,7 +973,6 @@ def push_coreset_to_hub(
     from huggingface_hub.errors import HfHubHTTPError, LocalTokenNotFoundError
 
     from . import __version__
-    from .cards import coreset_dataset_card, proxy_model_card
 
     api = HfApi(token=token, library_name="cld-hf", library_version=__version__)
     pushed: list[str] = []
@@ -663,78 +984,20 @@ def push_coreset_to_hub(
     if model_repo_id is not None and "/" not in model_repo_id:
         model_repo_id = f"{user}/{model_repo_id}"
 
-    index_ds = coreset.select_columns([INDEX_COLUMN, label_column, SCORE_COLUMN])
-    num_scored = len(scored) if scored is not None else method.get("source_size")
-    summary = {
-        "format": "cld-hf-coreset",
-        "format_version": 1,
-        "repo_id": repo_id,
-        "model_repo_id": model_repo_id,
-        "endpoint": api.endpoint or constants.ENDPOINT,
-        "source_dataset": source_dataset,
-        "source_revision": source_revision,
-        "source_split": source_split,
-        "num_rows": len(coreset),
-        "num_scored_rows": num_scored,
-        "fraction": fraction if fraction is not None else (
-            method.get("fraction") if scored is None and method.get("fraction") is not None
-            else len(coreset) / num_scored if num_scored else None),
-        "balance": balance,
-        "label_column": label_column,
-        "include_trajectory": bool(include_trajectory),
-        "columns": _column_rows(coreset, label_column),
-        "budgets": _budgets(coreset, scored, label_column),
-        "score_stats": {
-            "coreset": _score_stats(_numpy_column(coreset, SCORE_COLUMN)),
-            "scored": (_score_stats(_numpy_column(scored, SCORE_COLUMN))
-                       if scored is not None else None),
-        },
-        "method": method,
-        "eval_results": eval_results or None,
-        "eval_split": method.get("eval_split", "test"),
-        "license": license,
-        "tags": list(tags or []),
-        "cld_hf_version": __version__,
-    }
-
     with tempfile.TemporaryDirectory(prefix="cld-hf-push-") as tmp:
         # ---- stage every file locally first: a bad model or card fails before any upload
-        root = Path(tmp)
-        model_files = None
-        if model is not None:
-            model_dir = root / "model"
-            model_dir.mkdir()
-            details = _save_model(model, model_dir, model_repo_id,
-                                  processing_class=processing_class, model_config=model_config,
-                                  base_model=method.get("base_model"))
-            summary["model"] = {k: details[k] for k in ("architecture", "num_parameters",
-                                                        "library_name", "base_model")}
-            proxy_model_card(summary, details).save(model_dir / "README.md")
-            model_files = [(p.relative_to(model_dir).as_posix(), p)
-                           for p in sorted(model_dir.rglob("*")) if p.is_file()]
-
-        data_dir = root / "dataset"
-        rows_files, rows_nbytes, rows_dl = _write_parquet_shards(coreset, data_dir, "data",
-                                                                  max_shard_size)
-        idx_files, idx_nbytes, idx_dl = _write_parquet_shards(index_ds, data_dir, INDEX_CONFIG,
-                                                              max_shard_size)
-        card_data = _dataset_card_data({"default": (coreset, "data", rows_nbytes, rows_dl),
-                                        INDEX_CONFIG: (index_ds, INDEX_CONFIG, idx_nbytes, idx_dl)})
-        coreset_dataset_card(summary, card_data=card_data).save(data_dir / "README.md")
-        run_info = {k: v for k, v in summary.items() if k != "endpoint"}
-        (data_dir / RUN_INFO_FILE).write_text(json.dumps(run_info, indent=2) + "\n")
-        dataset_files = [("README.md", data_dir / "README.md"),
-                         (RUN_INFO_FILE, data_dir / RUN_INFO_FILE), *rows_files, *idx_files]
+        staged = _stage(plan, Path(tmp), repo_id=repo_id, model_repo_id=model_repo_id,
+                        endpoint=api.endpoint or constants.ENDPOINT)
 
         # ---- one commit per repo: the model first, so the dataset card's link resolves
         common = {"revision": revision, "create_pr": create_pr, "private": private,
                   "commit_description": commit_description}
         model_commit = None
-        if model_files is not None:
+        if staged.model_dir is not None:
             what = f"pushing the model to {model_repo_id!r}"
             try:
                 model_commit = _commit(
-                    api, model_repo_id, "model", model_files,
+                    api, model_repo_id, "model", _repo_files(staged.model_dir),
                     stale=lambda p: p.endswith(_STALE_WEIGHTS),
                     commit_message=commit_message or f"Add CLD proxy model for {repo_id}",
                     **common)
@@ -742,17 +1005,18 @@ def push_coreset_to_hub(
                 raise _hub_error(err, what=what, repo_id=model_repo_id, pushed=pushed) from err
             pushed.append(f"model {model_repo_id} ({model_commit.oid[:8]})")
             logger.info("Pushed the proxy model to %s", model_commit.commit_url)
+        num_rows = len(plan.coreset)
         try:
             dataset_commit = _commit(
-                api, repo_id, "dataset", dataset_files,
+                api, repo_id, "dataset", _repo_files(staged.dataset_dir),
                 stale=lambda p: p.startswith(("data/", f"{INDEX_CONFIG}/")),
                 commit_message=commit_message or (
-                    f"Add CLD coreset: {len(coreset)} rows"
-                    + (f" of {source_dataset}" if source_dataset else "")),
+                    f"Add CLD coreset: {num_rows} rows"
+                    + (f" of {plan.source_dataset}" if plan.source_dataset else "")),
                 **common)
         except (HfHubHTTPError, LocalTokenNotFoundError) as err:
             raise _hub_error(err, what=f"pushing the coreset to {repo_id!r}", repo_id=repo_id,
                              pushed=pushed) from err
-    logger.info("Pushed the coreset (%d rows) to %s", len(coreset), dataset_commit.commit_url)
+    logger.info("Pushed the coreset (%d rows) to %s", num_rows, dataset_commit.commit_url)
     return CoresetPushResult(dataset_repo_id=repo_id, dataset_commit=dataset_commit,
                              model_repo_id=model_repo_id, model_commit=model_commit)

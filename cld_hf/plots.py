@@ -135,8 +135,11 @@ def plot_class_trajectories(
     name = _class_name(int(cls), class_names)
     ax_l.set(xlabel="snapshot", ylabel="loss", title=f"class {name}: losses")
     ax_d.set(xlabel="snapshot", ylabel="loss difference", title=f"class {name}: loss differences")
-    ax_l.legend(fontsize=8)
-    ax_d.legend(fontsize=8)
+    from matplotlib.ticker import MaxNLocator
+
+    for ax in (ax_l, ax_d):
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.legend(fontsize=8)
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

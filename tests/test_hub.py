@@ -43,18 +43,14 @@ for line in sys.stdin:
     sys.__stdout__.flush()
 """
 
-_SETUP = r"""
+# The fixtures, shared by the client process (_SETUP) and the in-process export tests.
+_HELPERS = r"""
 import json, os, re
 import numpy as np
 import torch
 import yaml
 from datasets import ClassLabel, Dataset, Features, List, Value, load_dataset
-from huggingface_hub import HfApi, hf_hub_download
-from cld_hf.hub import HubPushError, push_coreset_to_hub
 from cld_hf.selection import select_coreset
-
-TOKEN = os.environ["CLD_TEST_WRITE_TOKEN"]
-api = HfApi(token=TOKEN)
 
 def scored_dataset(n=10):
     # dPrune-style fixture: scores 0..n-1, two classes, a text column, 3-snapshot trajectories
@@ -81,13 +77,21 @@ def same_weights(a, b):
 def front_matter(text):
     return yaml.safe_load(re.match(r"^---\n(.*?)\n---\n", text, flags=re.S).group(1))
 
+def rows(ds):
+    return {"features": repr(ds.features), "rows": ds.to_dict()}
+"""
+
+_SETUP = _HELPERS + r"""
+from huggingface_hub import HfApi, hf_hub_download
+from cld_hf.hub import HubPushError, push_coreset_to_hub
+
+TOKEN = os.environ["CLD_TEST_WRITE_TOKEN"]
+api = HfApi(token=TOKEN)
+
 def readme(repo_id, repo_type, revision=None):
     path = hf_hub_download(repo_id, "README.md", repo_type=repo_type, revision=revision)
     text = open(path, encoding="utf-8").read()
     return front_matter(text), text
-
-def rows(ds):
-    return {"features": repr(ds.features), "rows": ds.to_dict()}
 
 result = "ready"
 """
@@ -550,3 +554,191 @@ def test_server_rejects_an_lfs_file_that_was_never_uploaded(hub):
     ])
     assert post("/api/models/cld-tester/raw/commit/main", payload, "application/x-ndjson") == 422
     assert hub.history("model", "cld-tester/raw") == ["initial commit"]
+
+
+# ---------------------------------------------------------------------------- offline export
+# export_coreset_repos runs in THIS process, with no server, no HF_ENDPOINT and every socket
+# connection refused; only the byte-for-byte comparison also pushes (through the client).
+
+_EXPORT_ARGS = dict(
+    fraction=0.4, source_dataset="cld-tester/src", license="mit", tags=["demo"],
+    eval_results={"accuracy": 0.75},
+    method_info={"proxy_model": "tiny BERT", "epochs": 7, "num_snapshots": 7,
+                 "query_fraction": 0.1, "query_seed": 3, "command": "cld-hf run --epochs 7"},
+)
+
+
+@pytest.fixture(scope="module")
+def local():
+    """The shared fixtures (scored_dataset, tiny_bert, ...) imported in this process."""
+    import types
+
+    namespace = {"__name__": "hub_local"}
+    exec(compile(_HELPERS, "<_HELPERS>", "exec"), namespace)
+    return types.SimpleNamespace(**namespace)
+
+
+@pytest.fixture
+def no_network(monkeypatch):
+    """Every socket connection attempted during the test fails loudly."""
+    import socket
+
+    def refuse(self, address, *args, **kwargs):
+        raise AssertionError(f"network access during an offline export: connect({address!r})")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+
+
+def _tree(folder) -> dict[str, bytes]:
+    return {p.relative_to(folder).as_posix(): p.read_bytes()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_export_writes_both_repos_offline_and_they_load_back(local, no_network, tmp_path):
+    from datasets import load_dataset
+    from huggingface_hub import DatasetCard, ModelCard, constants
+    from transformers import BertForSequenceClassification
+
+    from cld_hf.hub import export_coreset_repos
+
+    scored, model = local.scored_dataset(), local.tiny_bert()
+    out = export_coreset_repos(scored, tmp_path / "out", repo_id="me/cards", model=model,
+                               model_repo_id="me/cards-proxy", **_EXPORT_ARGS)
+
+    assert out.dataset_dir == tmp_path / "out" / "dataset"
+    assert out.model_dir == tmp_path / "out" / "model"
+    assert sorted(_tree(out.dataset_dir)) == [
+        "README.md", "cld_run.json", "data/train-00000-of-00001.parquet",
+        "indices/train-00000-of-00001.parquet"]
+    assert sorted(_tree(out.model_dir)) == ["README.md", "config.json", "model.safetensors"]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["dataset", "model"]
+
+    # the dataset card: YAML that parses, both configs, links to the model repo, budgets
+    endpoint = constants.ENDPOINT.rstrip("/")
+    card = DatasetCard.load(out.dataset_dir / "README.md")
+    configs = {c["config_name"]: c["data_files"] for c in card.data.configs}
+    assert configs == {"default": [{"split": "train", "path": "data/train-*"}],
+                       "indices": [{"split": "train", "path": "indices/train-*"}]}
+    assert [i["config_name"] for i in card.data.dataset_info] == ["default", "indices"]
+    assert card.data.source_datasets == ["extended|cld-tester/src"]
+    assert f"[me/cards-proxy]({endpoint}/me/cards-proxy)" in card.text
+    assert f"({endpoint}/datasets/cld-tester/src)" in card.text
+    assert "| 0 | cat | 2 | 5 |" in card.text and "| 1 | dog | 2 | 5 |" in card.text
+    assert "| proxy training epochs | 7 |" in card.text
+
+    # the model card links the coreset repo back
+    model_card = ModelCard.load(out.model_dir / "README.md")
+    assert model_card.data.datasets == ["cld-tester/src", "me/cards"]
+    assert model_card.data.eval_results[0].metric_value == 0.75
+    assert f"[me/cards]({endpoint}/datasets/me/cards)" in model_card.text
+
+    # cld_run.json is the summary, less the endpoint
+    run_info = json.loads((out.dataset_dir / "cld_run.json").read_text())
+    assert out.summary["endpoint"] == constants.ENDPOINT
+    assert run_info == json.loads(json.dumps(
+        {k: v for k, v in out.summary.items() if k != "endpoint"}))
+
+    # the Parquet shards are the coreset rows and its index config, features included
+    expected = local.select_coreset(scored, fraction=0.4).remove_columns("loss_trajectory")
+    cache = str(tmp_path / "cache")
+    rows = load_dataset("parquet", data_files=str(out.dataset_dir / "data" / "*.parquet"),
+                        split="train", cache_dir=cache)
+    index = load_dataset("parquet", data_files=str(out.dataset_dir / "indices" / "*.parquet"),
+                         split="train", cache_dir=cache)
+    assert local.rows(rows) == local.rows(expected)
+    assert local.rows(index) == local.rows(
+        expected.select_columns(["sample_index", "label", "cld_score"]))
+
+    # the model folder reloads to the same weights
+    loaded = BertForSequenceClassification.from_pretrained(out.model_dir)
+    assert local.same_weights(model, loaded)
+
+
+def test_export_needs_full_repo_ids_and_replaces_only_its_own_folders(local, no_network,
+                                                                       tmp_path):
+    from cld_hf.hub import export_coreset_repos
+
+    scored = local.scored_dataset(40)
+    with pytest.raises(ValueError, match=r"repo_id == 'cards' has no namespace.*"
+                                         r"repo_id='<your-namespace>/cards'"):
+        export_coreset_repos(scored, tmp_path / "a", repo_id="cards", fraction=0.5)
+    with pytest.raises(ValueError, match=r"model_repo_id == 'proxy' has no namespace"):
+        export_coreset_repos(scored, tmp_path / "a", repo_id="me/c", fraction=0.5,
+                             model=local.tiny_bert(), model_repo_id="proxy")
+    with pytest.raises(ValueError, match="fraction="):  # bad data: nothing is written
+        export_coreset_repos(scored, tmp_path / "a", repo_id="me/c")
+    assert not (tmp_path / "a").exists()
+
+    # a re-export replaces the previous one (stale shards, a model no longer given) ...
+    out_dir = tmp_path / "out"
+    export_coreset_repos(scored, out_dir, repo_id="me/c", fraction=0.5, max_shard_size=200,
+                         model=local.tiny_bert(), model_repo_id="me/c-proxy")
+    (out_dir / "results.json").write_text("{}")
+    assert sum(p.startswith("data/") for p in _tree(out_dir / "dataset")) > 1
+    out = export_coreset_repos(scored, out_dir, repo_id="me/c", fraction=0.25)
+    assert out.model_dir is None and not (out_dir / "model").exists()
+    assert [p for p in _tree(out.dataset_dir) if p.endswith(".parquet")] == [
+        "data/train-00000-of-00001.parquet", "indices/train-00000-of-00001.parquet"]
+    assert sorted(p.name for p in out_dir.iterdir()) == ["dataset", "results.json"]
+
+    # a failure while staging (model_config is for plain modules) leaves the last export as is
+    before = _tree(out_dir / "dataset")
+    for target in (out_dir, tmp_path / "b"):
+        with pytest.raises(ValueError, match="Drop model_config="):
+            export_coreset_repos(scored, target, repo_id="me/c", fraction=0.5,
+                                 model=local.tiny_bert(), model_repo_id="me/c-proxy",
+                                 model_config={"width": 3})
+    assert _tree(out_dir / "dataset") == before
+    assert sorted(p.name for p in out_dir.iterdir()) == ["dataset", "results.json"]
+    assert not (tmp_path / "b").exists()
+
+    # ... but never a folder it did not write
+    foreign = tmp_path / "foreign"
+    (foreign / "model").mkdir(parents=True)
+    (foreign / "model" / "notes.txt").write_text("mine")
+    with pytest.raises(FileExistsError, match="remove"):
+        export_coreset_repos(scored, foreign, repo_id="me/c", fraction=0.25)
+    assert (foreign / "model" / "notes.txt").read_text() == "mine"
+    assert not (foreign / "dataset").exists()
+
+
+def test_export_is_byte_identical_to_what_a_push_commits(client, hub, local, tmp_path):
+    from huggingface_hub import constants
+
+    from cld_hf.hub import export_coreset_repos
+
+    client.run(f"""
+        push_coreset_to_hub(scored_dataset(), "cld-tester/same", model=tiny_bert(seed=3),
+                            model_repo_id="cld-tester/same-proxy", token=TOKEN,
+                            **{_EXPORT_ARGS!r})
+        result = None
+    """)
+    pushed = {repo_type: {p: b for p, b in hub.files(repo_type, repo_id).items()
+                          if p != ".gitattributes"}
+              for repo_type, repo_id in (("dataset", "cld-tester/same"),
+                                         ("model", "cld-tester/same-proxy"))}
+    ids = {"repo_id": "cld-tester/same", "model_repo_id": "cld-tester/same-proxy"}
+    same_endpoint = export_coreset_repos(
+        local.scored_dataset(), tmp_path / "same", model=local.tiny_bert(seed=3),
+        endpoint=hub.url, **ids, **_EXPORT_ARGS)
+    default_endpoint = export_coreset_repos(
+        local.scored_dataset(), tmp_path / "default", model=local.tiny_bert(seed=3),
+        **ids, **_EXPORT_ARGS)
+
+    # with the server's endpoint: every file, cards included, byte for byte
+    assert _tree(same_endpoint.dataset_dir) == pushed["dataset"]
+    assert _tree(same_endpoint.model_dir) == pushed["model"]
+
+    # with the default endpoint: only the card links differ
+    for repo_type, folder in (("dataset", default_endpoint.dataset_dir),
+                              ("model", default_endpoint.model_dir)):
+        exported = _tree(folder)
+        assert sorted(exported) == sorted(pushed[repo_type])
+        for path, content in exported.items():
+            if path == "README.md":
+                assert hub.url.encode() in pushed[repo_type][path]
+                assert content == pushed[repo_type][path].replace(
+                    hub.url.encode(), constants.ENDPOINT.rstrip("/").encode())
+            else:
+                assert content == pushed[repo_type][path], path
