@@ -26,6 +26,8 @@ __version__ = "0.1.0"
 # name -> module, imported on first attribute access (PEP 562)
 _LAZY = {
     "LossRecorder": "recording",
+    "IndexedDataset": "recording",
+    "IndexCollator": "recording",
     "CLDCallback": "callback",
     "push_coreset_to_hub": "hub",
     "HubPushError": "hub",

@@ -1,0 +1,108 @@
+"""End to end: `cld-hf run` in a subprocess with tiny settings, checking every output file."""
+
+import json
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from datasets import load_from_disk
+from huggingface_hub import DatasetCard, ModelCard
+
+from cld_hf import LossTrajectories, cld_scores, select_top_per_class
+from cld_hf.experiment import RunArguments, apply_label_noise, results_markdown
+
+
+def test_cld_hf_run_end_to_end_writes_every_output(tmp_path):
+    out = tmp_path / "run"
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
+    cmd = [sys.executable, "-m", "cld_hf.cli", "run", "--output-dir", str(out), "--proxy-epochs", "3",
+           "--target-epochs", "1", "--seeds", "2", "--fractions", "0.1", "0.3", "--label-noise", "0.1"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "| fraction | cld | random |" in proc.stdout
+
+    results = json.loads((out / "results.json").read_text())
+    assert len(results["runs"]) == 2 * 2 * 2  # fractions x methods x seeds
+    assert {r["method"] for r in results["runs"]} == {"cld", "random"}
+    assert all(0.0 <= r["accuracy"] <= 1.0 for r in results["runs"])
+    assert len(results["full_data_accuracy"]) == 2
+    assert 0.0 < results["noisy_share_in_training_set"] < 0.2
+    assert all("noisy_share" in r for r in results["runs"])
+    table = (out / "results.md").read_text()
+    assert "| 10% |" in table and "| 30% |" in table and "Full training set:" in table
+
+    # the store and the scored dataset agree with an independent scoring of the stored losses
+    store = LossTrajectories(out / "trajectories")
+    assert store.num_snapshots == 4  # snapshot 0 + 3 epochs
+    scored = load_from_disk(str(out / "scored"))
+    np.testing.assert_allclose(scored["cld_score"][:], cld_scores(store.train_losses(), store.train_labels,
+                                                                  store.query_losses(), store.query_labels), atol=1e-6)
+    np.testing.assert_array_equal(np.asarray(scored.with_format("numpy")["loss_trajectory"][:]), store.train_losses())
+    assert {"label_is_noisy", "original_label", "sample_index"} <= set(scored.column_names)
+    run_info = json.loads((out / "scored" / "cld_run.json").read_text())
+    assert run_info["num_snapshots"] == 4 and run_info["query_fraction"] == 0.1
+
+    # coresets are the top-k per class of those scores, traced back by sample_index
+    labels = np.asarray(scored["label"][:])
+    for pct, fraction in (("10", 0.1), ("30", 0.3)):
+        core = load_from_disk(str(out / f"coreset-cld-{pct}pct"))
+        expected = select_top_per_class(np.asarray(scored["cld_score"][:]), labels, fraction=fraction)
+        assert core["sample_index"][:] == np.asarray(scored["sample_index"][:])[expected].tolist()
+
+    # proxy model without pickles; both cards rendered and parseable
+    assert sorted(p.name for p in (out / "proxy_model").iterdir()) == ["config.json", "model.safetensors"]
+    dcard = DatasetCard.load(out / "hub" / "dataset" / "README.md")
+    assert "coreset" in dcard.data.tags and {c["config_name"] for c in dcard.data.configs} == {"default", "indices"}
+    mcard = ModelCard.load(out / "hub" / "model" / "README.md")
+    assert "cld" in mcard.data.tags
+    for name in ["score_distribution.png", "accuracy_vs_fraction.png"]:
+        assert (out / "plots" / name).read_bytes()[:4] == b"\x89PNG"
+    assert any(p.name.startswith("trajectories_class_") for p in (out / "plots").iterdir())
+
+    # an existing output directory is refused with the fix, exit code 1
+    again = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    assert again.returncode == 1 and "--overwrite-output-dir" in again.stderr
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"query_fraction": 0.0}, r"query_fraction == 0.0"),
+        ({"label_noise": 1.0}, r"label_noise == 1.0"),
+        ({"fractions": []}, "fractions is empty"),
+        ({"fractions": [0.1, 2.0]}, r"fractions contains 2.0"),
+        ({"balance": "even"}, "balance == 'even'"),
+        ({"proxy_epochs": 1}, "at least 3 loss snapshots"),
+        ({"push_to_hub": "noslash"}, "'<namespace>/<name>'"),
+    ],
+)
+def test_run_arguments_reject_bad_values(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        RunArguments(**kwargs)
+
+
+def test_label_noise_flips_exactly_the_share_to_another_class():
+    from datasets import Dataset
+
+    ds = Dataset.from_dict({"label": np.arange(200) % 5})
+    noisy = apply_label_noise(ds, 0.25, label_column="label", num_classes=5, seed=3)
+    flipped = np.asarray(noisy["label_is_noisy"][:])
+    assert flipped.sum() == 50
+    new, old = np.asarray(noisy["label"][:]), np.asarray(noisy["original_label"][:])
+    assert np.all((new != old) == flipped)
+    assert np.all((new >= 0) & (new < 5))
+
+
+def test_results_markdown_table_shape():
+    rows = [{"fraction": f, "method": m, "accuracy": a}
+            for f, m, a in [(0.3, "cld", 0.5), (0.1, "random", 0.25), (0.1, "cld", 0.75), (0.1, "cld", 0.25)]]
+    assert results_markdown(rows, full_accuracy=[0.9, 0.8]).splitlines() == [
+        "| fraction | cld | random |",
+        "|---|---|---|",
+        "| 10% | 50.00 ± 25.00 | 25.00 ± 0.00 |",
+        "| 30% | 50.00 ± 0.00 | - |",
+        "",
+        "Full training set: 85.00 ± 5.00",
+    ]
