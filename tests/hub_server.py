@@ -39,9 +39,12 @@ requests with HTTP 500 before touching the repo.
 
 Example
 -------
->>> server = HubServer(tmp_path).start()          # doctest: +SKIP
->>> env = {"HF_ENDPOINT": server.url, "HF_TOKEN": server.write_token}   # doctest: +SKIP
->>> server.stop()                                  # doctest: +SKIP
+>>> import tempfile
+>>> server = HubServer(tempfile.mkdtemp()).start()
+>>> env = {"HF_ENDPOINT": server.url, "HF_TOKEN": server.write_token}  # for the client process
+>>> env["HF_ENDPOINT"].startswith("http://127.0.0.1:")
+True
+>>> server.stop()
 """
 
 from __future__ import annotations
