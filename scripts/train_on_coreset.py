@@ -100,7 +100,14 @@ def main(args: CoresetArguments) -> dict:
 
     from cld_hf import find_label_column
     from cld_hf.experiment import load_data
-    from cld_hf.vision import find_image_column, image_transforms, make_small_image_model
+    from cld_hf.vision import (
+        find_image_column,
+        image_collator,
+        image_transforms,
+        make_small_image_model,
+        sgd_recipe,
+        top1_accuracy,
+    )
 
     accelerator = Accelerator(cpu=args.cpu)
     set_seed(args.seed)
@@ -115,39 +122,22 @@ def main(args: CoresetArguments) -> dict:
     eval_tf = image_transforms(image_column=find_image_column(test.column_names, args.image_column),
                                size=args.image_size, train=False)
 
-    def collate_with(column):
-        def collate(rows):
-            return {"pixel_values": torch.stack([r["pixel_values"] for r in rows]),
-                    "labels": torch.tensor([r[column] for r in rows])}
-        return collate
-
     train_ds = coreset.select_columns([image_column, core_label]).with_transform(train_tf)
     in_channels = int(train_ds[0]["pixel_values"].shape[0])
     loader = torch.utils.data.DataLoader(
         train_ds, batch_size=max(1, args.batch_size // accelerator.num_processes), shuffle=True,
-        collate_fn=collate_with(core_label), num_workers=args.num_workers)
+        collate_fn=image_collator(core_label), num_workers=args.num_workers)
     test_ds = test.select_columns([find_image_column(test.column_names, args.image_column), label_column])
     test_loader = torch.utils.data.DataLoader(test_ds.with_transform(eval_tf),
                                               batch_size=args.eval_batch_size,
-                                              collate_fn=collate_with(label_column))
+                                              collate_fn=image_collator(label_column))
     model = make_small_image_model(args.arch, num_classes, in_channels=in_channels, seed=args.seed)
-    optimizer = torch.optim.SGD(model.parameters(), lr=args.learning_rate, momentum=args.momentum,
-                                weight_decay=args.weight_decay, nesterov=args.nesterov)
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=args.milestones,
-                                                     gamma=args.gamma)
+    optimizer, scheduler = sgd_recipe(model.parameters(), lr=args.learning_rate,
+                                      momentum=args.momentum, weight_decay=args.weight_decay,
+                                      nesterov=args.nesterov, milestones=args.milestones,
+                                      gamma=args.gamma)
     model, optimizer, loader, test_loader = accelerator.prepare(model, optimizer, loader,
                                                                 test_loader)
-
-    def evaluate() -> float:
-        model.eval()
-        correct = total = 0
-        with torch.no_grad():
-            for batch in test_loader:
-                pred = model(pixel_values=batch["pixel_values"])["logits"].argmax(-1)
-                pred, labels = accelerator.gather_for_metrics((pred, batch["labels"]))
-                correct += int((pred == labels).sum())
-                total += len(labels)
-        return correct / max(total, 1)
 
     history = []
     for epoch in range(1, args.epochs + 1):
@@ -158,7 +148,7 @@ def main(args: CoresetArguments) -> dict:
             optimizer.step()
             optimizer.zero_grad()
         scheduler.step()
-        history.append(evaluate())
+        history.append(top1_accuracy(model, test_loader, accelerator))
         logger.info("epoch %d/%d: test accuracy %.4f", epoch, args.epochs, history[-1])
     result = {"coreset_size": len(coreset), "arch": args.arch, "method": args.method,
               "fraction": args.fraction, "best_test_accuracy": max(history),

@@ -80,7 +80,14 @@ def main(args: ProxyArguments) -> dict:
     from cld_hf import LossRecorder, stratified_query_split
     from cld_hf.recording import INDEX_KEY, IndexedDataset
     from cld_hf.experiment import load_data
-    from cld_hf.vision import find_image_column, image_transforms, make_small_image_model
+    from cld_hf.vision import (
+        find_image_column,
+        image_collator,
+        image_transforms,
+        make_small_image_model,
+        sgd_recipe,
+        top1_accuracy,
+    )
 
     accelerator = Accelerator(cpu=args.cpu)
     set_seed(args.seed)
@@ -103,13 +110,7 @@ def main(args: ProxyArguments) -> dict:
                                 hflip=args.hflip)
     eval_tf = image_transforms(image_column=image_column, size=args.image_size, train=False)
 
-    def collate(rows):
-        batch = {"pixel_values": torch.stack([r["pixel_values"] for r in rows]),
-                 "labels": torch.tensor([r[label_column] for r in rows])}
-        if INDEX_KEY in rows[0]:  # training batches carry the sample index (train_pass)
-            batch[INDEX_KEY] = torch.tensor([r[INDEX_KEY] for r in rows])
-        return batch
-
+    collate = image_collator(label_column)  # keeps the sample index of training batches
     per_process = max(1, args.batch_size // accelerator.num_processes)
     loader = torch.utils.data.DataLoader(IndexedDataset(train_ds.with_transform(train_tf)),
                                          batch_size=per_process, shuffle=True, collate_fn=collate,
@@ -117,10 +118,10 @@ def main(args: ProxyArguments) -> dict:
     test_loader = torch.utils.data.DataLoader(test.select_columns(keep).with_transform(eval_tf),
                                               batch_size=args.record_batch_size, collate_fn=collate)
     model = make_small_image_model(args.arch, num_classes, in_channels=in_channels, seed=args.seed)
-    optimizer = torch.optim.SGD(model.parameters(), lr=args.learning_rate, momentum=args.momentum,
-                                weight_decay=args.weight_decay, nesterov=args.nesterov)
-    scheduler = torch.optim.lr_scheduler.MultiStepLR(optimizer, milestones=args.milestones,
-                                                     gamma=args.gamma)
+    optimizer, scheduler = sgd_recipe(model.parameters(), lr=args.learning_rate,
+                                      momentum=args.momentum, weight_decay=args.weight_decay,
+                                      nesterov=args.nesterov, milestones=args.milestones,
+                                      gamma=args.gamma)
     model, optimizer, loader, test_loader = accelerator.prepare(model, optimizer, loader,
                                                                 test_loader)
 
@@ -151,15 +152,7 @@ def main(args: ProxyArguments) -> dict:
         recorder.record(model, epoch=epoch, step=step)
         logger.info("epoch %d/%d done (lr %.4g)", epoch, args.epochs, scheduler.get_last_lr()[0])
 
-    model.eval()
-    correct = total = 0
-    with torch.no_grad():
-        for batch in test_loader:
-            pred = model(pixel_values=batch["pixel_values"])["logits"].argmax(-1)
-            pred, labels = accelerator.gather_for_metrics((pred, batch["labels"]))
-            correct += int((pred == labels).sum())
-            total += len(labels)
-    accuracy = correct / max(total, 1)
+    accuracy = top1_accuracy(model, test_loader, accelerator)
     result = {"test_accuracy": accuracy, "num_snapshots": recorder.num_snapshots,
               "num_train": len(train_ds), "num_query": len(query_ds)}
     if accelerator.is_main_process:
@@ -199,6 +192,11 @@ def make_parser():
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     (parsed,) = make_parser().parse_args_into_dataclasses()
-    if parsed.epochs < 1 or not 0 < parsed.query_fraction < 1:
-        raise SystemExit("--epochs must be >= 1 and --query_fraction in (0, 1).")
+    snapshots = parsed.epochs // parsed.every_n_epochs + int(parsed.record_initial)
+    if snapshots < 3:
+        raise SystemExit(
+            f"--epochs {parsed.epochs} records {snapshots} snapshot(s); CLD needs at least 3 "
+            f"(2 loss differences). Train longer, record every epoch, or keep --record_initial.")
+    if not 0 < parsed.query_fraction < 1:
+        raise SystemExit(f"--query_fraction {parsed.query_fraction} must be in (0, 1).")
     print(json.dumps(main(parsed)))

@@ -1,0 +1,64 @@
+"""The CIFAR-recipe scripts (issue 4) run on CPU: proxy with LossRecorder, then a target on a coreset."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+from datasets import load_from_disk
+
+from cld_hf import LossTrajectories, cld_scores, select_top_per_class
+
+SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
+
+
+def run_script(name, *args, cwd):
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
+    proc = subprocess.run([sys.executable, str(SCRIPTS / name), *map(str, args)], capture_output=True,
+                          text=True, env=env, cwd=cwd, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_train_proxy_then_train_on_coreset(tmp_path):
+    proxy = tmp_path / "proxy"
+    result = run_script("train_proxy.py", "--dataset", "digits", "--epochs", "2", "--max_train_samples", "150",
+                        "--image_size", "16", "--batch_size", "32", "--record_batch_size", "64",
+                        "--output_dir", proxy, "--cpu", cwd=tmp_path)
+    assert result["num_snapshots"] == 3 and result["num_train"] + result["num_query"] == 150
+    store = LossTrajectories(proxy / "trajectories")
+    train_losses = store.train_losses()
+    assert train_losses.shape == (result["num_train"], 3) and np.isfinite(train_losses).all()
+    scored = load_from_disk(str(proxy / "scored"))
+    scores = cld_scores(train_losses, store.train_labels, store.query_losses(), store.query_labels)
+    np.testing.assert_allclose(scored["cld_score"][:], scores, atol=1e-6)
+    assert sorted(p.name for p in (proxy / "model").iterdir()) == ["config.json", "model.safetensors"]
+    assert json.loads((proxy / "scored" / "cld_run.json").read_text())["num_snapshots"] == 3
+
+    target = run_script("train_on_coreset.py", "--scored", proxy / "scored", "--fraction", "0.3",
+                        "--dataset", "digits", "--epochs", "1", "--image_size", "16", "--batch_size", "32",
+                        "--output_dir", tmp_path / "target", "--cpu", cwd=tmp_path)
+    expected = select_top_per_class(scores, np.asarray(scored["label"][:]), fraction=0.3)
+    assert target["coreset_size"] == len(expected)
+    full = json.loads((tmp_path / "target" / "result.json").read_text())
+    assert full["best_test_accuracy"] == max(full["test_accuracy_per_epoch"])
+    assert 0.0 <= full["final_test_accuracy"] <= 1.0
+
+
+def test_train_proxy_train_pass_records_the_training_forward(tmp_path):
+    result = run_script("train_proxy.py", "--dataset", "digits", "--epochs", "2", "--max_train_samples", "90",
+                        "--image_size", "16", "--batch_size", "16", "--record_mode", "train_pass",
+                        "--arch", "resnet18", "--output_dir", tmp_path / "p", "--cpu", cwd=tmp_path)
+    store = LossTrajectories(tmp_path / "p" / "trajectories")
+    assert result["num_snapshots"] == store.num_snapshots == 3
+    # every training sample got a loss from the epoch's training batches (none missing)
+    assert np.isfinite(store.train_losses()).all()
+
+
+def test_train_proxy_refuses_too_few_snapshots(tmp_path):
+    proc = subprocess.run([sys.executable, str(SCRIPTS / "train_proxy.py"), "--epochs", "1",
+                           "--output_dir", str(tmp_path / "x"), "--cpu"], capture_output=True, text=True)
+    assert proc.returncode == 1 and "CLD needs at least 3" in proc.stderr
+    assert not (tmp_path / "x").exists()
