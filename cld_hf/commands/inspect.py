@@ -35,7 +35,13 @@ def _dir_bytes(path: Path) -> int:
 
 
 def per_class_summary(labels, scores=None) -> list[dict]:
-    """Per class: count and, when scores are given, mean/std/min/max score."""
+    """Per class: count and, when scores are given, mean/std/min/max score.
+
+    Examples
+    --------
+    >>> per_class_summary([0, 0, 1], [0.5, -0.5, 1.0])[0]
+    {'class': 0, 'count': 2, 'mean': 0.0, 'std': 0.5, 'min': -0.5, 'max': 0.5}
+    """
     import numpy as np
 
     labels = np.asarray(labels)
@@ -51,7 +57,21 @@ def per_class_summary(labels, scores=None) -> list[dict]:
 
 
 def inspect_path(path, *, split=None, label_column=None, score_column="cld_score") -> dict:
-    """The summary printed by ``cld-hf inspect``, as a dict."""
+    """The summary printed by ``cld-hf inspect``, as a dict.
+
+    ``path`` is a :class:`~cld_hf.trajectories.LossTrajectories` store or a ``save_to_disk``
+    directory of a (scored) dataset.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from cld_hf import LossTrajectories
+    >>> store = LossTrajectories.create(tempfile.mkdtemp(), [0, 1], [0, 1])
+    >>> _ = store.append([1.0, 2.0], [1.5, 2.5])
+    >>> s = inspect_path(store.directory)
+    >>> s["kind"], s["num_snapshots"], s["payload_bytes"]
+    ('loss-trajectory store', 1, 16)
+    """
     import numpy as np
 
     path = Path(path)

@@ -37,7 +37,22 @@ def register(subparsers) -> None:
 
 def make_plots(scored, output_dir, *, store=None, results=None, cls=None, top_k=5,
                label_column=None, class_names=None) -> list:
-    """Write the plots for a scored ``datasets.Dataset``; returns the written paths."""
+    """Write the plots for a scored ``datasets.Dataset``; returns the written paths.
+
+    Always the score distribution per class; the trajectories of the top and bottom samples of
+    ``cls`` (default: the largest class) when the dataset has ``loss_trajectory`` (with the
+    query curve when ``store`` is given); accuracy vs fraction when ``results`` (rows with
+    ``fraction``, ``method``, ``accuracy``) are given.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from datasets import Dataset
+    >>> ds = Dataset.from_dict({"label": [0, 0, 1, 1], "cld_score": [0.5, -0.5, 0.9, 0.1],
+    ...                         "loss_trajectory": [[3.0, 2.0, 1.0]] * 4})
+    >>> [p.name for p in make_plots(ds, tempfile.mkdtemp(), cls=1)]
+    ['score_distribution.png', 'trajectories_class_1.png']
+    """
     from pathlib import Path
 
     import numpy as np
