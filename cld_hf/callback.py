@@ -42,8 +42,10 @@ from .recording import (
     INDEX_KEY,
     IndexCollator,
     IndexedDataset,
+    FINAL_SIGNALS,
     LossRecorder,
     _check_choice,
+    _check_signals,
     _check_positive_int,
     _dataset_labels,
     class_score_summary,
@@ -116,6 +118,16 @@ class CLDCallback(TrainerCallback):
         means) and a per-class table (count, mean, std, min, max) to the Python log.
     progress : bool, default True
         Progress bars for the sweeps (also off with ``disable_tqdm=True``).
+    signals : iterable of str, default ()
+        Extra signals for the baselines (:mod:`cld_hf.baselines`), recorded from the logits of
+        the same sweeps (see :class:`~cld_hf.recording.LossRecorder`): per snapshot
+        ``correct``, ``true_prob``, ``margin``, ``el2n``, ``grad_projection``; at the end of
+        training ``embeddings`` and ``probs``, taken in the sweep of the last epoch (or, if that
+        epoch is not recorded or training stops early, in a sweep at ``on_train_end``). Read them
+        with ``cld.store.train_signal(name)`` and ``cld.store.load_array(name)``.
+    feature_module : str or torch.nn.Module, optional
+        The module whose input is the ``embeddings`` signal (default: the last ``Linear`` with
+        one output per class; see :func:`~cld_hf.recording.find_feature_module`).
 
     Examples
     --------
@@ -157,6 +169,8 @@ num_query=2)
         unseen: str = "error",
         log_summary: bool = True,
         progress: bool = True,
+        signals=(),
+        feature_module=None,
     ):
         # User-provided options
         _check_choice(mode, "mode", MODES)
@@ -188,6 +202,8 @@ num_query=2)
         self.unseen = unseen
         self.log_summary = bool(log_summary)
         self.progress = bool(progress)
+        self.signals = _check_signals(signals, mode=mode, streaming=self.streaming)
+        self.feature_module = feature_module
         if not hasattr(query_dataset, "column_names"):
             raise TypeError(
                 f"query_dataset must be a datasets.Dataset (with a label column), not "
@@ -327,6 +343,8 @@ num_query=2)
             progress=self.progress and not args.disable_tqdm,
             metadata={"model": type(model).__name__ if model is not None else None,
                       "record_initial": self.record_initial},
+            signals=self.signals,
+            feature_module=self.feature_module,
         )
         self._scores = None
         if not fresh:
@@ -350,7 +368,8 @@ num_query=2)
         if self._recorder is None:
             return
         epoch = math.ceil(state.epoch - 1e-9)  # epochs completed (a partial last one counts)
-        self._recorder.record(model, epoch=epoch, step=state.global_step)
+        last = state.max_steps > 0 and state.global_step >= state.max_steps
+        self._recorder.record(model, epoch=epoch, step=state.global_step, final=last)
 
     def on_save(self, args, state, control, **kwargs):
         if self._recorder is not None and self.streaming:
@@ -364,6 +383,9 @@ num_query=2)
         # batches with cld_hf_index (e.g. trainer.evaluate(trainer.train_dataset)): they keep it
         # away from the model. The next train() replaces them.
         recorder.capturing = False
+        if any(s in FINAL_SIGNALS for s in self.signals) and not recorder.final_features_recorded:
+            model = kwargs.get("model")
+            recorder.record_final_features(model if model is not None else self._trainer.model)
         if recorder.num_snapshots < 3:
             logger.warning(
                 "CLD needs at least 3 snapshots to score; %d were recorded. Train for more "
@@ -444,9 +466,10 @@ num_query=2)
                                             scores=self.scores())
 
     def __repr__(self) -> str:
+        signals = f", signals={list(self.signals)}" if self.signals else ""
         return (f"CLDCallback(mode={self.mode!r}, record_initial={self.record_initial}, "
                 f"every_n_epochs={self.every_n_epochs}, streaming={self.streaming}, "
-                f"num_query={len(self.query_dataset)})")
+                f"num_query={len(self.query_dataset)}{signals})")
 
 
 _EXAMPLE = {}

@@ -6,12 +6,16 @@
    optionally flip a share of the training labels (``label_noise``);
 2. split a stratified query set off the training split;
 3. train a proxy model with ``transformers.Trainer`` + :class:`~cld_hf.callback.CLDCallback`;
-4. score, and for each fraction select the CLD coreset and a random class-balanced coreset of the
-   same per-class budgets;
+   (recording, in the same sweeps, the signals the chosen ``methods`` need: see
+   :mod:`cld_hf.comparison`);
+4. score, and for each fraction select one coreset per method (CLD, random and any baseline of
+   :mod:`cld_hf.baselines`), all with the same per-class budgets;
 5. train the target model from scratch on each coreset (and on the full training set) for
    several seeds and evaluate test accuracy (the shipped ``evaluate`` accuracy module);
-6. write everything to ``output_dir``: the scored dataset, the coresets, the proxy model, the
-   cards, ``results.json`` / ``results.md`` and the plots; optionally push to the Hub.
+6. write everything to ``output_dir``: the scored dataset, the CLD coresets, every selection
+   (``selections.arrow``), the proxy model, the cards, ``results.json`` / ``results.md`` (the
+   accuracy table shaped like the seed's Table 2 and the selection-cost table) and the plots;
+   optionally push to the Hub.
 """
 
 from __future__ import annotations
@@ -46,7 +50,7 @@ class RunArguments:
     ``label_noise``.
 
     > Method: ``query_fraction``, ``seed``, ``fractions``, ``balance``, ``record_mode``,
-    ``proxy_epochs``.
+    ``proxy_epochs``, ``methods``.
 
     > Models and training: ``model``, ``target_epochs``, ``seeds``, ``batch_size``,
     ``learning_rate``, ``full_baseline``.
@@ -62,6 +66,8 @@ class RunArguments:
     Traceback (most recent call last):
     ...
     ValueError: query_fraction == 1.5, must be in (0, 1).
+    >>> RunArguments(methods=["cld", "random", "forgetting", "el2n"]).methods
+    ['cld', 'random', 'forgetting', 'el2n']
     """
 
     # Data
@@ -88,6 +94,11 @@ class RunArguments:
     record_mode: Literal["sweep", "train_pass"] = field(default="sweep", metadata={
         "help": "'sweep' (eval pass each epoch, as the authors) or 'train_pass'"})
     proxy_epochs: int = field(default=15, metadata={"help": "proxy training epochs"})
+    methods: list[str] = field(default_factory=lambda: ["cld", "random"], metadata={
+        "help": "coreset methods to compare, each with the same class budgets: 'cld' and any of "
+                "random forgetting el2n aum ccs_aum dyn_unc dual dual_beta herding moderate "
+                "kcenter graphcut d2_pruning cal grand craig tdds (cld_hf.baselines.METHODS); the "
+                "proxy run records the signals they need in its loss sweeps"})
     # Models and training
     model: str | None = field(default=None, metadata={
         "help": "local directory or Hub id of an image-classification model for proxy and "
@@ -134,6 +145,36 @@ class RunArguments:
                 f"proxy_epochs == {self.proxy_epochs}: CLD needs at least 3 loss snapshots "
                 f"(the initial one and 2 epochs); use proxy_epochs >= 2."
             )
+        from .comparison import check_methods, min_snapshots
+
+        self.methods = check_methods(self.methods)
+        need = min_snapshots(self.methods)
+        if self.proxy_epochs + 1 < need:
+            windowed = [m for m in self.methods if min_snapshots([m]) == need]
+            raise ValueError(
+                f"proxy_epochs == {self.proxy_epochs} gives {self.proxy_epochs + 1} snapshots, but "
+                f"methods {windowed} use a window of {need} snapshots; use proxy_epochs >= "
+                f"{need - 1} or drop them from methods."
+            )
+        if self.record_mode != "sweep" and any(
+                s not in ("embeddings", "probs") for s in signals_needed(self.methods)):
+            raise ValueError(
+                f"record_mode == {self.record_mode!r}, but methods {self.methods} read training "
+                f"dynamics recorded in the eval sweeps: use record_mode='sweep'."
+            )
+
+
+def signals_needed(methods) -> tuple[str, ...]:
+    """The recorder signals of ``methods`` (:func:`cld_hf.comparison.signals_for_methods`).
+
+    Examples
+    --------
+    >>> signals_needed(["cld", "random", "forgetting", "herding"])
+    ('correct', 'embeddings')
+    """
+    from .comparison import signals_for_methods
+
+    return signals_for_methods(methods)
 
 
 # ------------------------------------------------------------------------------------ data
@@ -288,6 +329,12 @@ def train_and_evaluate(model, train_dataset, test_dataset, *, output_dir, epochs
     def compute_metrics(p):
         return metric.compute(predictions=np.argmax(p.predictions, axis=-1), references=p.label_ids)
 
+    if len(train_dataset) % batch_size == 1 and "dataloader_drop_last" not in overrides:
+        # A last batch of one sample breaks batch norm in training mode ("Expected more than 1
+        # value per channel"): drop it (one random sample per epoch, the loader shuffles).
+        logger.warning("%d training samples leave a last batch of 1 with batch size %d: it is "
+                       "dropped each epoch.", len(train_dataset), batch_size)
+        overrides["dataloader_drop_last"] = True
     targs = _training_arguments(output_dir, epochs=epochs, batch_size=batch_size, lr=learning_rate,
                                 seed=seed, disable_tqdm=not progress, **overrides)
     trainer = Trainer(model=model, args=targs, train_dataset=train_dataset,
@@ -374,8 +421,10 @@ def run_experiment(args: RunArguments, *, command: str | None = None) -> dict:
 
     from .callback import CLDCallback
     from .commands._common import RUN_INFO_FILE, write_json
-    from .selection import add_index_column, class_budgets, select_random_per_class, select_top_per_class
+    from .comparison import cost_markdown, cost_rows, select_coresets, write_selections
+    from .selection import add_index_column, class_budgets, select_top_per_class
     from .splits import stratified_query_split
+    from .trajectories import LossTrajectories
 
     started = time.perf_counter()
     out = _prepare_output_dir(args)
@@ -399,10 +448,11 @@ def run_experiment(args: RunArguments, *, command: str | None = None) -> dict:
                 len(query_ds), len(test), num_labels)
     make_model = _model_factory(args, num_labels, num_channels, names)
 
-    # 1. proxy training with CLD recording
+    # 1. proxy training with CLD recording (+ the signals of the other methods, same sweeps)
+    signals = signals_needed(args.methods)
     set_seed(args.seed)
     cld = CLDCallback(query_dataset=query_ds, mode=args.record_mode, label_column=label_column,
-                      output_dir=str(out / "trajectories"))
+                      output_dir=str(out / "trajectories"), signals=signals)
     proxy_trainer, proxy_acc = train_and_evaluate(
         make_model(args.seed), train_ds, test, output_dir=out / "proxy_training",
         epochs=args.proxy_epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
@@ -421,10 +471,14 @@ def run_experiment(args: RunArguments, *, command: str | None = None) -> dict:
         "query_seed": args.seed,
         "num_train": len(train_ds),
         "num_query": len(query_ds),
-        "source_dataset": args.dataset if args.dataset not in BUILTIN_DATASETS else None,
+        # A Hub id only: not a built-in dataset, nor a local directory (not a repo id).
+        "source_dataset": (None if args.dataset in BUILTIN_DATASETS or Path(args.dataset).exists()
+                           else args.dataset),
         "dataset": args.dataset,
         "balance": args.balance,
         "label_noise": args.label_noise,
+        "methods": list(args.methods),
+        "signals": list(signals),
         "command": command or _command_line(),
         "proxy_test_accuracy": proxy_acc,
     }
@@ -433,7 +487,13 @@ def run_experiment(args: RunArguments, *, command: str | None = None) -> dict:
     logger.info("Proxy test accuracy %.4f; %d snapshots recorded", proxy_acc,
                 method_info["num_snapshots"])
 
-    # 2. coresets and target training
+    # 2. one coreset per method, fraction and seed (same budgets), then target training
+    store = LossTrajectories(out / "trajectories")
+    selections = select_coresets(store, args.methods, fractions=args.fractions, seeds=args.seeds,
+                                 balance=args.balance)
+    write_selections(out / "selections.arrow", selections)
+    costs = cost_rows(store, selections)
+    chosen = {(c.method, c.fraction, c.seed): c.indices for c in selections}
     runs, coresets = [], {}
     for fraction in args.fractions:
         budgets = class_budgets(labels, fraction=fraction, balance=args.balance)
@@ -446,9 +506,8 @@ def run_experiment(args: RunArguments, *, command: str | None = None) -> dict:
         write_json(out / name / RUN_INFO_FILE, info)
         coresets[fraction] = coreset
         for seed in range(args.seeds):
-            chosen = {"cld": cld_idx,
-                      "random": select_random_per_class(labels, budgets=budgets, seed=seed)}
-            for method, idx in chosen.items():
+            for method in args.methods:
+                idx = chosen[(method, float(fraction), seed)]
                 subset = train_ds.select(idx)
                 _, acc = train_and_evaluate(
                     make_model(1000 + seed), subset, test,
@@ -477,12 +536,17 @@ def run_experiment(args: RunArguments, *, command: str | None = None) -> dict:
 
     # 3. results, plots, cards
     table = results_markdown(runs, full_accuracy=full)
+    cost_table = cost_markdown(costs)
     results = {
         "arguments": asdict(args),
         "proxy_test_accuracy": proxy_acc,
         "full_data_accuracy": full,
         "runs": runs,
         "table_markdown": table,
+        "costs": costs,
+        "cost_markdown": cost_table,
+        "recording_bytes": store.signal_nbytes(),
+        "selections": str(out / "selections.arrow"),
         "seconds": None,
     }
     if args.label_noise > 0:
@@ -490,12 +554,15 @@ def run_experiment(args: RunArguments, *, command: str | None = None) -> dict:
         results["noisy_share_in_training_set"] = train_noise
     if args.plots:
         from .commands.plot import make_plots
-        from .trajectories import LossTrajectories
+        from .plots import plot_accuracy_vs_fraction
 
-        store = LossTrajectories(out / "trajectories") if (out / "trajectories" / "store.json").exists() else None
-        results["plots"] = [str(p) for p in make_plots(scored, out / "plots", store=store,
-                                                       results=runs, label_column=label_column,
-                                                       class_names=names)]
+        written = make_plots(scored, out / "plots", store=store, label_column=label_column,
+                             class_names=names)
+        written.append(plot_accuracy_vs_fraction(
+            runs, out / "plots" / "accuracy_vs_fraction.png", full_accuracy=full,
+            title=f"{Path(args.dataset).name}: accuracy vs coreset fraction "
+                  f"(mean ± std, {args.seeds} seed(s))"))
+        results["plots"] = [str(p) for p in written]
     first = args.fractions[0]
     # Local copies of both repos with their cards, exactly as a push sends them; the namespace
     # is a placeholder unless --push-to-hub names the repo.
@@ -520,5 +587,9 @@ def run_experiment(args: RunArguments, *, command: str | None = None) -> dict:
     write_json(out / "results.json", results)
     header = (f"# cld-hf run: {args.dataset}\n\nProxy test accuracy: {100 * proxy_acc:.2f}%. "
               f"Target test accuracy (%), mean ± std over {args.seeds} seed(s):\n\n")
-    (out / "results.md").write_text(header + table + "\n")
+    cost_header = ("\n\n## Selection cost\n\nSeconds of scoring and selection measured in this "
+                   "run (all coresets of the method; per coreset in parentheses), the bytes of the "
+                   "recorded signals each method reads, and the seed's Appendix E formulas (f: "
+                   "proxy forward, f_large: target forward, T: epochs, k: coreset size).\n\n")
+    (out / "results.md").write_text(header + table + cost_header + cost_table + "\n")
     return results

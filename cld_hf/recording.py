@@ -37,6 +37,21 @@ Modes
     batch statistics, augmented inputs) and at the weights of the moment the sample's batch was
     seen, which move during the epoch; the sweep measures all samples at the end-of-epoch weights.
 
+Extra signals for the baselines
+-------------------------------
+``LossRecorder(..., signals=[...])`` also records what the baselines of :mod:`cld_hf.baselines`
+read, from the logits of the same sweep (no extra forward pass), gathered by sample index like
+the loss; classification only (``(batch, classes)`` logits). Per snapshot, stored as columns of
+the snapshot file (:meth:`~cld_hf.trajectories.LossTrajectories.train_signal`):
+``correct`` (argmax == label), ``true_prob`` (softmax of the label), ``margin`` (label logit minus
+the largest other logit), ``el2n`` (``||softmax - onehot||``) and ``grad_projection`` (TDDS: the
+last-layer gradient of each sample projected on the snapshot's mean gradient, from the gathered
+softmax and penultimate features). Once, at the end of training (``record(model, final=True)``
+or :meth:`LossRecorder.record_final_features`), stored as safetensors arrays
+(:meth:`~cld_hf.trajectories.LossTrajectories.load_array`): ``embeddings`` (penultimate
+features, see :func:`find_feature_module`) and ``probs`` (softmax). Only the training samples
+get signals.
+
 Cost (Appendix E.4 of the paper): per recorded epoch, ``Q`` forward passes for the query set plus
 ``N`` for the training set in sweep mode, against roughly ``3N`` forward-equivalents for one
 training epoch (forward + backward), hence an overhead of about ``(N + Q) / 3N`` (sweep) or
@@ -75,7 +90,11 @@ __all__ = [
     "per_sample_cross_entropy",
     "per_sequence_token_loss",
     "default_per_sample_loss",
+    "classification_signals",
+    "find_feature_module",
     "class_score_summary",
+    "SNAPSHOT_SIGNALS",
+    "FINAL_SIGNALS",
 ]
 
 Mode = Literal["sweep", "train_pass"]
@@ -87,6 +106,12 @@ MODES = ("sweep", "train_pass")
 LOSS_TYPES = ("auto", "classification", "causal_lm", "token")
 IF_EXISTS = ("error", "overwrite", "resume")
 UNSEEN = ("error", "sweep")
+
+SNAPSHOT_SIGNALS = ("correct", "true_prob", "margin", "el2n", "grad_projection")
+"""Signals :class:`LossRecorder` can record at every snapshot (``signals=``), one column each."""
+
+FINAL_SIGNALS = ("embeddings", "probs")
+"""Signals recorded once, at the end of training (``record(model, final=True)``)."""
 
 LABEL_KEYS = ("labels", "label", "label_ids")
 """Where the labels are looked for in a batch, in order."""
@@ -277,6 +302,193 @@ def default_per_sample_loss(outputs, batch, *, loss_type: LossType = "auto", mod
     if loss_type == "classification":
         return per_sample_cross_entropy(logits, labels)
     return per_sequence_token_loss(logits, labels, shift=loss_type == "causal_lm")
+
+
+def classification_signals(logits: torch.Tensor, labels: torch.Tensor, names) -> dict:
+    """Per-sample training-dynamics signals of a batch, from its ``(B, C)`` logits.
+
+    Computed in float32 from the same logits as the loss (no extra forward):
+
+    - ``correct``: ``argmax(logits) == label`` (bool; ties go to the lower class, as
+      ``torch.argmax``);
+    - ``true_prob``: ``softmax(logits)[label]``;
+    - ``margin``: ``logits[label] - max_{c != label} logits[c]`` (AUM's margin);
+    - ``el2n``: ``||softmax(logits) - onehot(label)||_2``;
+    - ``probs``: ``softmax(logits)``, shape ``(B, C)``.
+
+    Parameters
+    ----------
+    logits : torch.Tensor of shape (B, C)
+    labels : int torch.Tensor of shape (B,)
+    names : iterable of str
+        Which of the signals above to return.
+
+    Returns
+    -------
+    dict of str to torch.Tensor (detached, on the logits' device).
+
+    Examples
+    --------
+    >>> logits = torch.tensor([[2.0, 0.0, 0.0], [1.0, 3.0, 0.0]])
+    >>> out = classification_signals(logits, torch.tensor([0, 0]), ["correct", "margin"])
+    >>> out["correct"].tolist(), out["margin"].tolist()
+    ([True, False], [2.0, -2.0])
+    """
+    names = list(names)
+    unknown = sorted(set(names) - {"correct", "true_prob", "margin", "el2n", "probs"})
+    if unknown:
+        raise ValueError(
+            f"names contains {unknown}; the per-batch signals are 'correct', 'true_prob', "
+            f"'margin', 'el2n' and 'probs'."
+        )
+    if logits.ndim != 2:
+        raise ValueError(
+            f"Training-dynamics signals need classification logits of shape (batch, classes), "
+            f"got {tuple(logits.shape)}. Record signals only for classification models, or "
+            f"record the loss alone (signals=())."
+        )
+    z = logits.detach().float()
+    y = labels.detach().reshape(-1).long().to(z.device)
+    num_classes = z.shape[1]
+    if y.numel() != z.shape[0]:
+        raise ValueError(
+            f"{y.numel()} labels for a batch of {z.shape[0]} logits: pass one class id per sample."
+        )
+    if y.numel() and (int(y.min()) < 0 or int(y.max()) >= num_classes):
+        raise ValueError(
+            f"labels must be class ids in [0, {num_classes - 1}] to record signals (the model has "
+            f"{num_classes} outputs); got values in [{int(y.min())}, {int(y.max())}]."
+        )
+    out = {}
+    rows = torch.arange(len(y), device=z.device)
+    p = torch.softmax(z, dim=1) if {"true_prob", "el2n", "probs"} & set(names) else None
+    for name in names:
+        if name == "correct":
+            out[name] = z.argmax(dim=1) == y
+        elif name == "true_prob":
+            out[name] = p[rows, y]
+        elif name == "margin":
+            other = z.masked_fill(F.one_hot(y, num_classes).bool(), -math.inf)
+            out[name] = z[rows, y] - other.max(dim=1).values
+        elif name == "el2n":
+            out[name] = torch.linalg.vector_norm(p - F.one_hot(y, num_classes).float(), dim=1)
+        else:
+            out[name] = p
+    return out
+
+
+def find_feature_module(model, *, num_classes: int | None = None, feature_module=None):
+    """The module whose *input* is the penultimate feature vector (the ``embeddings`` signal).
+
+    The rule: the **last** ``torch.nn.Linear`` of ``model.named_modules()`` (registration order)
+    whose ``out_features`` equals ``num_classes`` (any ``Linear`` when ``num_classes`` is None),
+    i.e. the classifier head of Hugging Face models (``classifier``, ``fc``, ``head``) and of
+    plain ``nn.Sequential`` stacks. Its input, flattened to ``(B, D)``, is captured with a forward
+    pre-hook during the sweep. When the rule picks the wrong module (a head of several layers
+    whose last one is not the classifier, or no ``Linear`` at all), name it: ``feature_module=``
+    the name in ``model.named_modules()`` (e.g. ``"classifier.1"``), or the module itself.
+
+    Returns
+    -------
+    (name, module)
+
+    Examples
+    --------
+    >>> net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
+    >>> find_feature_module(net, num_classes=3)[0]
+    '2'
+    >>> find_feature_module(net, feature_module="0")[0]
+    '0'
+    """
+    model = _unwrap(model)
+    names = dict(model.named_modules())
+    if feature_module is not None:
+        if isinstance(feature_module, torch.nn.Module):
+            for name, module in names.items():
+                if module is feature_module:
+                    return name, module
+            raise ValueError(
+                f"feature_module == {type(feature_module).__name__} is not a submodule of the "
+                f"model; pass one of model.named_modules(), or its name."
+            )
+        if feature_module not in names:
+            some = [n for n in names if n][-10:]
+            raise ValueError(
+                f"feature_module == {feature_module!r} is not a module of the model; names end "
+                f"with {some}. Pass the name of the classifier's last layer (its input is taken "
+                f"as the embedding)."
+            )
+        return feature_module, names[feature_module]
+    found = None
+    for name, module in names.items():
+        if isinstance(module, torch.nn.Linear) and (
+            num_classes is None or module.out_features == num_classes
+        ):
+            found = (name, module)
+    if found is None:
+        raise ValueError(
+            f"Cannot find the classifier head: the model has no torch.nn.Linear with "
+            f"out_features == {num_classes} (the number of logits). Pass feature_module= the "
+            f"name of the module whose input is the penultimate feature vector."
+        )
+    return found
+
+
+class _FeatureCatcher:
+    """Forward pre-hooks that keep the last input of the feature module, flattened to ``(B, D)``.
+
+    Without ``feature_module``, every ``Linear`` is hooked for the first batch; once the logits
+    give the number of classes, :func:`find_feature_module`'s rule picks one and the other hooks
+    go, so no forward pass is repeated.
+    """
+
+    def __init__(self, model, feature_module=None):
+        self.model = model
+        self.name = None
+        self._values: dict[str, torch.Tensor] = {}
+        self._handles = {}
+        if feature_module is not None:
+            self.name, module = find_feature_module(model, feature_module=feature_module)
+            self._hook_module(self.name, module)
+        else:
+            for name, module in model.named_modules():
+                if isinstance(module, torch.nn.Linear):
+                    self._hook_module(name, module)
+
+    def _hook_module(self, name, module):
+        def hook(mod, args):
+            if args and isinstance(args[0], torch.Tensor):
+                self._values[name] = args[0].detach()
+            return None
+
+        self._handles[name] = module.register_forward_pre_hook(hook)
+
+    def take(self, batch_size: int, num_classes: int) -> torch.Tensor:
+        if self.name is None:
+            self.name, _ = find_feature_module(self.model, num_classes=num_classes)
+            for name in [n for n in self._handles if n != self.name]:
+                self._handles.pop(name).remove()
+        name = self.name
+        value = self._values.pop(name, None)
+        self._values.clear()
+        if value is None:
+            raise RuntimeError(
+                f"The feature module {name!r} did not run in the forward pass, so there are no "
+                f"embeddings. Pass feature_module= the name of the classifier's last layer."
+            )
+        value = value.float().reshape(value.shape[0], -1) if value.ndim != 2 else value.float()
+        if value.shape[0] != batch_size:
+            raise RuntimeError(
+                f"The input of the feature module {name!r} has {value.shape[0]} rows for a batch "
+                f"of {batch_size} samples (shape {tuple(value.shape)}): it is not per-sample. "
+                f"Pass feature_module= the classifier's last layer."
+            )
+        return value
+
+    def remove(self) -> None:
+        for handle in self._handles.values():
+            handle.remove()
+        self._handles = {}
 
 
 # --------------------------------------------------------------------------------------------
@@ -544,6 +756,30 @@ def _check_positive_int(value, name: str) -> int:
     return int(value)
 
 
+def _check_signals(signals, *, mode: str, streaming: bool) -> tuple[str, ...]:
+    """The requested signals as a tuple without duplicates, or an error naming the fix."""
+    if isinstance(signals, str):
+        raise TypeError(f"signals == {signals!r}: pass a list of names, e.g. signals=[{signals!r}].")
+    names = tuple(dict.fromkeys(signals or ()))
+    valid = SNAPSHOT_SIGNALS + FINAL_SIGNALS
+    unknown = [n for n in names if n not in valid]
+    if unknown:
+        raise ValueError(f"signals contains {unknown}, each must be one of {list(valid)}.")
+    if names and streaming:
+        raise ValueError(
+            f"signals == {list(names)} needs the store, but streaming=True keeps none. Record "
+            f"with streaming=False to record signals."
+        )
+    per_snapshot = [n for n in names if n in SNAPSHOT_SIGNALS]
+    if per_snapshot and mode != "sweep":
+        raise ValueError(
+            f"signals {per_snapshot} are taken from the eval-mode sweep of every snapshot, but "
+            f"mode == {mode!r} takes the training losses from the training forward passes. Use "
+            f"mode='sweep', or record only {list(FINAL_SIGNALS)} (a sweep at the end)."
+        )
+    return names
+
+
 # --------------------------------------------------------------------------------------------
 # The recorder
 # --------------------------------------------------------------------------------------------
@@ -616,6 +852,18 @@ class LossRecorder:
         tqdm progress bars for the sweeps, on the main process.
     metadata : dict, optional
         JSON-serialisable information kept in the store.
+    signals : iterable of str, default ()
+        Extra signals of the training samples for the baselines (module docstring), computed
+        from the logits of the loss sweep (classification only): per snapshot any of
+        :data:`SNAPSHOT_SIGNALS` (``correct``, ``true_prob``, ``margin``, ``el2n``,
+        ``grad_projection``), and at the end of training any of :data:`FINAL_SIGNALS`
+        (``embeddings``, ``probs``; taken by ``record(model, final=True)`` or
+        :meth:`record_final_features`). Needs ``mode="sweep"`` for the per-snapshot signals and
+        ``streaming=False`` (they live in the store).
+    feature_module : str or torch.nn.Module, optional
+        The module whose input is the ``embeddings`` signal (also used by ``grad_projection``);
+        by default the last ``Linear`` with one output per class (see
+        :func:`find_feature_module`).
 
     Examples
     --------
@@ -677,6 +925,8 @@ class LossRecorder:
         num_workers: int = 0,
         progress: bool = True,
         metadata: dict | None = None,
+        signals=(),
+        feature_module=None,
     ):
         # User-provided options
         _check_choice(mode, "mode", MODES)
@@ -717,6 +967,8 @@ class LossRecorder:
         self.unseen = unseen
         self.num_workers = int(num_workers)
         self.progress = bool(progress)
+        self.signals = _check_signals(signals, mode=mode, streaming=self.streaming)
+        self.feature_module = feature_module
 
         self.train_labels = _dataset_labels(train_dataset, label_column, train_labels, "train")
         self.query_labels = _dataset_labels(query_dataset, label_column, query_labels, "query")
@@ -844,7 +1096,8 @@ class LossRecorder:
             self.store = LossTrajectories(self.output_dir)
             self._check_store(self.store)
         else:
-            meta = {"mode": self.mode, "every_n_epochs": self.every_n_epochs, **(metadata or {})}
+            meta = {"mode": self.mode, "every_n_epochs": self.every_n_epochs,
+                    "signals": list(self.signals), **(metadata or {})}
             self.store = LossTrajectories.create(
                 self.output_dir, self.train_labels, self.query_labels, metadata=meta,
                 overwrite=True,
@@ -1088,9 +1341,7 @@ class LossRecorder:
         if self.per_sample_loss_fn is not None:
             losses = self.per_sample_loss_fn(outputs, batch)
         else:
-            if (self.label_column and isinstance(batch, Mapping) and self.label_column in batch
-                    and not any(k in batch for k in (LABELS_COPY_KEY, *LABEL_KEYS))):
-                batch = {**batch, "labels": batch[self.label_column]}  # a custom label column
+            batch = self._with_labels(batch)
             losses = default_per_sample_loss(outputs, batch, loss_type=self.loss_type, model=model)
         if not isinstance(losses, torch.Tensor):
             losses = torch.as_tensor(losses)
@@ -1101,6 +1352,13 @@ class LossRecorder:
                 f"samples: return one loss per sample (reduction='none'), shape (B,)."
             )
         return losses.detach().float()
+
+    def _with_labels(self, batch):
+        """The batch with a custom label column also under ``labels``."""
+        if (self.label_column and isinstance(batch, Mapping) and self.label_column in batch
+                and not any(k in batch for k in (LABELS_COPY_KEY, *LABEL_KEYS))):
+            batch = {**batch, "labels": batch[self.label_column]}
+        return batch
 
     # ------------------------------------------------------------------ sweeps
     def _columns_for(self, model) -> frozenset | None:
@@ -1126,8 +1384,10 @@ class LossRecorder:
                 return dataset.select_columns(keep)
         return dataset
 
-    def _sweep(self, model, dataset, num_rows: int, indices=None, *, desc: str):
-        """This process's ``(index, loss)`` for its shard of ``indices`` (all rows by default).
+    def _sweep(self, model, dataset, num_rows: int, indices=None, *, desc: str, signals=()):
+        """This process's ``(index, loss, signals)`` for its shard of ``indices`` (all rows by
+        default); ``signals`` names per-batch signals (:func:`classification_signals` and
+        ``embeddings``), returned as ``{name: array with one row per index}``.
 
         Every process gets the same number of items (the short shards repeat their last one and
         drop it again), hence the same number of batches, so a collective forward (FSDP) lines up.
@@ -1143,7 +1403,7 @@ class LossRecorder:
         if per and real < per:
             shard += [shard[-1] if shard else int(indices[0])] * (per - real)
         if per == 0:
-            return np.zeros(0, np.int64), np.zeros(0, np.float32)
+            return np.zeros(0, np.int64), np.zeros(0, np.float32), {}
 
         columns = self._columns_for(model)
         data = IndexedDataset(self._sweep_dataset(dataset, columns))
@@ -1158,6 +1418,9 @@ class LossRecorder:
         net.eval()
         autocast = getattr(self.accelerator, "autocast", None)
         out_index, out_loss = [], []
+        out_signals = {name: [] for name in signals}
+        batch_signals = [n for n in signals if n != "embeddings"]
+        catcher = _FeatureCatcher(net, self.feature_module) if "embeddings" in signals else None
         bar = tqdm(total=len(loader), desc=desc, unit="batch", leave=False,
                    disable=not (self.progress and self.is_main_process))
         try:
@@ -1171,14 +1434,25 @@ class LossRecorder:
                         outputs = net(**inputs)
                     out_index.append(index)
                     out_loss.append(self.per_sample_loss(outputs, batch, model=net).cpu())
+                    if signals:
+                        logits = _find_logits(outputs)
+                        labels = _find_labels(self._with_labels(batch))
+                        values = classification_signals(logits, labels, batch_signals)
+                        if catcher is not None:
+                            values["embeddings"] = catcher.take(len(index), logits.shape[-1])
+                        for name, value in values.items():
+                            out_signals[name].append(value.cpu())
                     bar.update(1)
         finally:
             bar.close()
+            if catcher is not None:
+                catcher.remove()
             net.train(was_training)
         idx = torch.cat(out_index).numpy()
         loss = torch.cat(out_loss).numpy().astype(np.float32, copy=False)
         idx[real:] = -1  # the repeated items that evened out the shards
-        return idx, loss
+        extras = {name: torch.cat(parts).numpy() for name, parts in out_signals.items()}
+        return idx, loss, extras
 
     # ------------------------------------------------------------------ gathering
     def _gather(self, *arrays: np.ndarray) -> list[np.ndarray]:
@@ -1189,17 +1463,23 @@ class LossRecorder:
 
         out = []
         for arr in arrays:
-            t = torch.from_numpy(np.ascontiguousarray(arr)).to(self.device)
+            is_bool = arr.dtype == bool
+            a = arr.astype(np.uint8) if is_bool else arr  # gloo gathers no bool tensors
+            t = torch.from_numpy(np.ascontiguousarray(a)).to(self.device)
             pad = -1 if arr.dtype.kind == "i" else 0
-            out.append(gather(pad_across_processes(t, dim=0, pad_index=pad)).cpu().numpy())
+            g = gather(pad_across_processes(t, dim=0, pad_index=pad)).cpu().numpy()
+            out.append(g.astype(bool) if is_bool else g)
         return out
 
-    def _assemble(self, n: int, index, loss, order=None, *, what: str) -> np.ndarray:
+    def _assemble(self, n: int, index, loss, order=None, *, what: str, extra=None):
         """Write gathered ``(index, loss)`` pairs into an ``(n,)`` array; check every index once.
 
         ``order`` (train_pass) resolves a sample seen twice: the lowest order (first seen) wins.
+        ``extra`` (``{name: array}``, rows aligned with ``index``) is placed by the same indices;
+        then ``(losses, {name: array with row i = sample i})`` is returned.
         """
         keep = index >= 0  # -1 marks padding added for the gather
+        rows = np.flatnonzero(keep)  # the rows of the gathered arrays that end up placed
         index, loss = index[keep], loss[keep]
         if len(index) and int(index.max()) >= n:
             bad = np.unique(index[index >= n])[:_MAX_NAMED].tolist()
@@ -1210,12 +1490,12 @@ class LossRecorder:
         if order is not None:
             order = order[keep]
             by_time = np.lexsort((order,))  # stable: equal orders keep gather (process) order
-            index, loss = index[by_time], loss[by_time]
+            index, loss, rows = index[by_time], loss[by_time], rows[by_time]
             _, first = np.unique(index, return_index=True)
             duplicates = len(index) - len(first)
             if duplicates:
                 logger.debug("%s: %d repeated sample(s) kept their first loss.", what, duplicates)
-            index, loss = index[first], loss[first]
+            index, loss, rows = index[first], loss[first], rows[first]
         counts = np.bincount(index, minlength=n)
         dup = np.flatnonzero(counts > 1)
         if len(dup):
@@ -1241,11 +1521,25 @@ class LossRecorder:
                 f"-100) has no loss: drop it from the dataset. Otherwise the model diverged "
                 f"(lower the learning rate)."
             )
-        return out
+        if extra is None:
+            return out
+        placed = {}
+        for name, values in extra.items():
+            values = values[rows]
+            arr = np.empty((n, *values.shape[1:]), dtype=values.dtype)
+            arr[index] = values
+            placed[name] = arr
+        return out, placed
 
-    def _sweep_all(self, model, dataset, n: int, indices=None, *, desc: str):
-        idx, loss = self._sweep(model, dataset, n, indices, desc=desc)
-        return self._gather(idx, loss)
+    def _sweep_all(self, model, dataset, n: int, indices=None, *, desc: str, signals=()):
+        """Sweep and gather: ``(index, loss)``, or ``(index, loss, {name: array})`` when
+        ``signals`` are asked for."""
+        idx, loss, extras = self._sweep(model, dataset, n, indices, desc=desc, signals=signals)
+        if not signals:
+            return self._gather(idx, loss)
+        names = list(extras)
+        idx, loss, *values = self._gather(idx, loss, *(extras[k] for k in names))
+        return idx, loss, dict(zip(names, values))
 
     def _any_process(self, flag: bool) -> bool:
         """``flag`` or'ed over the processes, so that they all take the same branch."""
@@ -1255,7 +1549,7 @@ class LossRecorder:
         return bool((flags > 0).any())
 
     # ------------------------------------------------------------------ recording
-    def record(self, model, *, epoch=None, step=None) -> bool:
+    def record(self, model, *, epoch=None, step=None, final: bool = False) -> bool:
         """Record one snapshot of the training and query losses, on every process.
 
         Parameters
@@ -1268,10 +1562,15 @@ class LossRecorder:
             (0 for the first call): pass it when you do not record before training or skip calls.
         step : int, optional
             Global optimisation step, kept with the snapshot (used to resume at a checkpoint).
+        final : bool, default False
+            This is the end of training: also capture the requested :data:`FINAL_SIGNALS`
+            (``embeddings``, ``probs``) in the same sweep (in ``train_pass`` mode, in a sweep of
+            the training set after the snapshot). Nothing more when none was requested.
 
         Returns
         -------
-        bool: False when ``every_n_epochs`` skips this epoch.
+        bool: False when ``every_n_epochs`` skips this epoch (nothing is recorded, not even the
+        final signals: call :meth:`record_final_features`).
 
         Raises
         ------
@@ -1293,19 +1592,97 @@ class LossRecorder:
             self._clear_fed()
             return False
         n, q = self.num_train, self.num_query
+        final_names = [s for s in self.signals if s in FINAL_SIGNALS] if final else []
+        signals, final_values = {}, {}
         # train_pass: the first snapshot, before any training pass was fed, is a sweep.
         if self.mode == "train_pass" and (
             self.num_snapshots or self._any_process(self._num_fed_batches > 0)
         ):
             train = self._train_pass_losses(model, epoch)
         else:
-            idx, loss = self._sweep_all(model, self.train_dataset, n, desc="CLD sweep (train)")
-            train = self._assemble(n, idx, loss, what=f"Training losses at epoch {epoch}")
+            what = f"Training losses at epoch {epoch}"
+            wanted = self._sweep_signal_names(final_names) if self.mode == "sweep" else ()
+            if wanted:
+                idx, loss, extras = self._sweep_all(model, self.train_dataset, n,
+                                                    desc="CLD sweep (train)", signals=wanted)
+                train, placed = self._assemble(n, idx, loss, what=what, extra=extras)
+                signals, final_values = self._split_signals(placed, final_names)
+            else:
+                idx, loss = self._sweep_all(model, self.train_dataset, n, desc="CLD sweep (train)")
+                train = self._assemble(n, idx, loss, what=what)
         idx, loss = self._sweep_all(model, self.query_dataset, q, desc="CLD sweep (query)")
         query = self._assemble(q, idx, loss, what=f"Query losses at epoch {epoch}")
         self._clear_fed()
-        self._append(train, query, epoch=epoch, step=step)
+        self._append(train, query, epoch=epoch, step=step, signals=signals)
+        if final_names and not final_values:  # train_pass: the training losses were not swept
+            self.record_final_features(model)
+        elif final_values:
+            self._save_final(final_values)
         return True
+
+    def _sweep_signal_names(self, final_names) -> tuple[str, ...]:
+        """Per-batch signals a training sweep computes for this snapshot."""
+        wanted = [s for s in self.signals if s in SNAPSHOT_SIGNALS and s != "grad_projection"]
+        if "grad_projection" in self.signals:
+            wanted += ["probs", "embeddings"]  # the snapshot's softmax and features
+        wanted += list(final_names)
+        return tuple(dict.fromkeys(wanted))
+
+    def _split_signals(self, placed: dict, final_names) -> tuple[dict, dict]:
+        """``(per-snapshot signals to store, final arrays)`` from the placed sweep signals."""
+        per_snapshot = {k: placed[k] for k in self.signals if k in SNAPSHOT_SIGNALS and k in placed}
+        if "grad_projection" in self.signals:
+            from .baselines.gradients import gradient_projections
+
+            per_snapshot["grad_projection"] = gradient_projections(
+                placed["probs"], placed["embeddings"], self.train_labels)
+        return per_snapshot, {k: placed[k] for k in final_names}
+
+    def record_final_features(self, model) -> list[str]:
+        """Record the end-of-training signals (``embeddings``, ``probs``) of the training set.
+
+        A sweep of the training set in eval mode (as :meth:`record`, gathered by sample index),
+        saved to the store as ``array-<name>.safetensors``. Use it when the last :meth:`record`
+        was not called with ``final=True`` (``record(model, final=True)`` takes them in the
+        snapshot's own sweep). Returns the names recorded (none when no final signal was asked
+        for in ``signals=``).
+
+        Examples
+        --------
+        >>> recorder, model = _example_recorder(epochs=3, signals=["embeddings", "probs"])
+        >>> recorder.record_final_features(model)
+        ['embeddings', 'probs']
+        >>> recorder.store.load_array("embeddings").shape   # the input of model.lin: 1 feature
+        (4, 1)
+        """
+        names = [s for s in self.signals if s in FINAL_SIGNALS]
+        if not names:
+            return []
+        n = self.num_train
+        idx, loss, extras = self._sweep_all(model, self.train_dataset, n,
+                                            desc="CLD sweep (final features)", signals=tuple(names))
+        _, placed = self._assemble(n, idx, loss, what="Final features", extra=extras)
+        self._save_final(placed)
+        return names
+
+    def _save_final(self, values: dict) -> None:
+        if self.is_main_process:
+            for name, array in values.items():
+                self.store.save_array(name, array)
+        self._barrier()
+        logger.info("Recorded the end-of-training signals %s of %d training samples.",
+                    sorted(values), self.num_train)
+
+    @property
+    def final_features_recorded(self) -> bool:
+        """Whether every requested final signal is stored and was taken after the last snapshot
+        (True when none was requested)."""
+        names = [s for s in self.signals if s in FINAL_SIGNALS]
+        if not names:
+            return True
+        store = self._read_store()
+        return all(name in store.array_names
+                   and store.array_snapshot(name) == self.num_snapshots for name in names)
 
     def _train_pass_losses(self, model, epoch) -> np.ndarray:
         n = self.num_train
@@ -1338,14 +1715,14 @@ class LossRecorder:
             np.concatenate([order[keep], order_extra]), what=what,
         )
 
-    def _append(self, train: np.ndarray, query: np.ndarray, *, epoch, step) -> None:
+    def _append(self, train: np.ndarray, query: np.ndarray, *, epoch, step, signals=None) -> None:
         info = {"index": self.num_snapshots,
                 "epoch": None if epoch is None else float(epoch),
                 "step": None if step is None else int(step)}
         if self.streaming:
             self._scorer.update(train, query)
         elif self.is_main_process:
-            self.store.append(train, query, epoch=epoch, step=step)
+            self.store.append(train, query, epoch=epoch, step=step, signals=signals or None)
         self._snapshots.append(info)
         if self.streaming:
             self._save_streaming()

@@ -198,3 +198,40 @@ def mp_results():
         run_torchrun("mp_recording.py", out)
         _MP_RESULTS["dir"] = out
     return _MP_RESULTS["dir"]
+
+
+def recompute_signals(model, dataset, *, batch_size=7):
+    """The baselines' signals of every row of ``dataset`` for an :class:`MLP`, in row order,
+    with plain torch (independent of cld_hf): ``correct``, ``true_prob``, ``margin``, ``el2n``,
+    ``probs``, ``embeddings`` (the input of the last Linear) and ``grad_projection`` (each row's
+    gradient of its loss w.r.t. the last Linear's weight and bias, by autograd, projected on the
+    mean gradient)."""
+    model.eval()
+    pix = torch.tensor(np.asarray(dataset.with_format("numpy")["pixel_values"][:]))
+    lab = torch.tensor(np.asarray(dataset.with_format("numpy")["label"][:]))
+    head = model.net[-1]
+    with torch.no_grad():
+        feats = torch.cat([model.net[:-1](pix[s : s + batch_size].flatten(1))
+                           for s in range(0, len(lab), batch_size)])
+        logits = head(feats)
+    probs = torch.softmax(logits.double(), dim=1)
+    rows = torch.arange(len(lab))
+    other = logits.clone()
+    other[rows, lab] = -float("inf")
+    onehot = nn.functional.one_hot(lab, logits.shape[1]).double()
+    grads = []
+    for i in range(len(lab)):
+        loss = nn.functional.cross_entropy(head(feats[i : i + 1]), lab[i : i + 1])
+        gw, gb = torch.autograd.grad(loss, [head.weight, head.bias])
+        grads.append(torch.cat([gw.flatten(), gb]).double())
+    grads = torch.stack(grads)
+    mean = grads.mean(dim=0)
+    return {
+        "correct": (logits.argmax(dim=1) == lab).numpy(),
+        "true_prob": probs[rows, lab].numpy(),
+        "margin": (logits[rows, lab] - other.max(dim=1).values).numpy(),
+        "el2n": torch.linalg.vector_norm(probs - onehot, dim=1).numpy(),
+        "probs": probs.numpy(),
+        "embeddings": feats.numpy(),
+        "grad_projection": (grads @ mean / torch.linalg.vector_norm(mean)).numpy(),
+    }

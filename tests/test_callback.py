@@ -21,6 +21,7 @@ from _recording_utils import (  # noqa: E402
     load_mlp_checkpoint,
     mp_results,
     recompute_losses,
+    recompute_signals,
     text_datasets,
     tiny_bert,
     tiny_resnet,
@@ -119,6 +120,43 @@ def test_plain_module_scores_equal_cld_scores_of_losses_recomputed_from_checkpoi
     labels = np.asarray(train["label"][:])
     want = cld_scores(want_t, labels, want_q, np.asarray(query["label"][:]))
     np.testing.assert_allclose(cld.scores(), want, atol=1e-5)
+
+
+def test_signals_from_the_same_sweeps_equal_a_recomputation_from_the_checkpoints(
+    tmp_path, digits
+):
+    """Issue 7: the baselines' signals come from the logits of the loss sweeps (no extra forward:
+    4 sweeps of train + query), the final features from the last epoch's sweep."""
+    train, query = digits
+    signals = ["correct", "true_prob", "margin", "el2n", "grad_projection", "embeddings", "probs"]
+    cld = CLDCallback(query, batch_size=16, progress=False, signals=signals)
+    model = MLP(seed=0)
+    eval_forwards = []
+    model.register_forward_hook(lambda m, args, out: eval_forwards.append(1) if not m.training
+                                else None)
+    trainer = make_trainer(model, trainer_args(tmp_path, save_strategy="epoch"), train, [cld])
+    trainer.train()
+    assert len(eval_forwards) == 4 * (-(-82 // 16) + -(-30 // 16))  # snapshots x batches
+
+    models = [MLP(seed=0)] + [load_mlp_checkpoint(tmp_path / f"checkpoint-{s}") for s in (6, 12, 18)]
+    want = [recompute_signals(m, train) for m in models]
+    store = cld.store
+    for name in signals[:5]:
+        got, expected = store.train_signal(name), np.stack([w[name] for w in want], axis=1)
+        if name == "correct":
+            np.testing.assert_array_equal(got, expected)
+        else:
+            np.testing.assert_allclose(got, expected, atol=1e-5)
+    for name in signals[5:]:
+        np.testing.assert_allclose(store.load_array(name), want[-1][name], atol=1e-5)
+        assert store.array_snapshot(name) == 4  # taken with the last snapshot
+    assert "signals=['correct'" in repr(cld)
+
+    # the last epoch not recorded (every_n_epochs=2, 3 epochs): a final sweep at on_train_end
+    every2 = CLDCallback(query, every_n_epochs=2, progress=False, signals=["probs"])
+    make_trainer(MLP(), trainer_args(tmp_path / "b"), train, [every2]).train()
+    assert every2.recorder.num_snapshots == 2 and every2.recorder.final_features_recorded
+    assert every2.store.load_array("probs").shape == (82, 10)
 
 
 # --------------------------------------------------------------------------- train_pass
@@ -228,6 +266,14 @@ def test_query_class_missing_fails_when_the_trainer_is_built(tmp_path, digits):
     no_three = query.filter(lambda row: row["label"] != 3)
     with pytest.raises(ValueError, match=r"no query sample: \[3\]"):
         make_trainer(MLP(), trainer_args(tmp_path), train, [CLDCallback(no_three)])
+
+
+def test_signals_that_need_a_sweep_or_a_store_fail_at_construction(digits):
+    _, query = digits
+    with pytest.raises(ValueError, match="mode='sweep'"):
+        CLDCallback(query, mode="train_pass", signals=["correct"])
+    with pytest.raises(ValueError, match="streaming=True keeps none"):
+        CLDCallback(query, streaming=True, signals=["probs"])
 
 
 def test_empty_query_set_is_an_error(digits):

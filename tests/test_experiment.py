@@ -106,3 +106,88 @@ def test_results_markdown_table_shape():
         "",
         "Full training set: 85.00 ± 5.00",
     ]
+
+
+# ------------------------------------------------------------------------ --methods (issue 7)
+
+
+@pytest.fixture
+def one_thread():
+    """A tiny model trains as fast on one thread, and a busy second core cannot stall it."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def test_methods_each_get_a_coreset_with_the_same_budgets_and_a_table_column(tmp_path, one_thread):
+    """`cld-hf run --methods ...` with tiny settings: one proxy run records the signals the
+    methods read, every method selects with the same class budgets, the target is trained on
+    each coreset, and the table (fraction rows, method columns) and cost table list every one."""
+    import datasets
+    from cld_hf import class_budgets
+    from cld_hf.baselines import METHODS
+    from cld_hf.builtin import load_builtin_dataset
+    from cld_hf.comparison import read_selections
+    from cld_hf.experiment import run_experiment, signals_needed
+
+    dd = load_builtin_dataset("digits")
+    datasets.DatasetDict({"train": dd["train"].select(range(200)),
+                          "test": dd["test"].select(range(60))}).save_to_disk(str(tmp_path / "data"))
+    methods = ["cld", "random", "forgetting", "el2n", "aum", "herding", "kcenter", "grand"]
+    args = RunArguments(dataset=str(tmp_path / "data"), output_dir=str(tmp_path / "run"),
+                        methods=methods, proxy_epochs=2, target_epochs=1, seeds=1,
+                        fractions=[0.2, 0.5], full_baseline=False, batch_size=32)
+    results = run_experiment(args)
+
+    table = results["table_markdown"].splitlines()
+    assert table[0] == "| fraction | " + " | ".join(methods) + " |"
+    assert [line.split(" |")[0] for line in table[2:]] == ["| 20%", "| 50%"]
+    assert all("±" in cell for line in table[2:] for cell in line.split("|")[2:-1])
+    assert len(results["runs"]) == len(methods) * 2  # methods x fractions x seeds
+
+    store = LossTrajectories(tmp_path / "run" / "trajectories")
+    assert store.signal_names == ["correct", "margin", "el2n"] and store.num_snapshots == 3
+    assert store.array_names == ["embeddings", "probs"]
+    assert set(signals_needed(methods)) == {*store.signal_names, *store.array_names}
+    selections = read_selections(tmp_path / "run" / "selections.arrow")
+    assert {(c.method, c.fraction, c.seed) for c in selections} == {
+        (m, f, 0) for m in methods for f in (0.2, 0.5)}
+    labels = store.train_labels
+    for c in selections:
+        budgets = class_budgets(labels, fraction=c.fraction)
+        got = np.bincount(labels[c.indices], minlength=10)
+        assert dict(enumerate(got.tolist())) == budgets, c.method  # same budgets for everyone
+        assert len(np.unique(c.indices)) == len(c.indices)
+    by_key = {(c.method, c.fraction, c.seed): c.indices for c in selections}
+    np.testing.assert_array_equal(
+        by_key[("cld", 0.2, 0)], select_top_per_class(store.scores(), labels, fraction=0.2))
+
+    costs = {r["method"]: r for r in results["costs"]}
+    assert list(costs) == methods
+    sizes = store.signal_nbytes()
+    assert costs["forgetting"]["extra_bytes"] == sizes["correct"]
+    assert costs["grand"]["extra_bytes"] == sizes["probs"] + sizes["embeddings"]
+    assert costs["cld"]["extra_bytes"] == sizes["loss"] and costs["random"]["extra_bytes"] == 0
+    assert costs["aum"]["compute"] == METHODS["aum"].cost
+    assert all(r["seconds"] >= 0 for r in results["costs"])
+    md = (tmp_path / "run" / "results.md").read_text()
+    assert "## Selection cost" in md and "| kcenter | embeddings |" in md
+    assert (tmp_path / "run" / "plots" / "accuracy_vs_fraction.png").read_bytes()[:4] == b"\x89PNG"
+
+
+@pytest.mark.parametrize(
+    "kwargs,match",
+    [
+        ({"methods": ["cld", "glister"]}, "'glister', which is not implemented"),
+        ({"methods": ["cld", "craig", "cld"]}, r"\['cld'\] more than once"),
+        ({"methods": ["cld", "forgeting"]}, "'forgeting'; each must be one of"),
+        ({"methods": ["cld", "dyn_unc"], "proxy_epochs": 5}, r"\['dyn_unc'\] use a window of 10"),
+        ({"methods": ["forgetting"], "record_mode": "train_pass"}, "use record_mode='sweep'"),
+    ],
+)
+def test_run_arguments_reject_bad_methods(kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        RunArguments(**kwargs)

@@ -13,17 +13,29 @@ import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _recording_utils import MLP, NoLogits, digits_dataset, recompute_losses  # noqa: E402
+from _recording_utils import (  # noqa: E402
+    MLP,
+    NoLogits,
+    digits_dataset,
+    mp_results,
+    recompute_losses,
+    recompute_signals,
+    tiny_resnet,
+)
 
 from cld_hf import LossTrajectories, cld_scores  # noqa: E402
 from cld_hf.recording import (  # noqa: E402
+    FINAL_SIGNALS,
     INDEX_KEY,
+    SNAPSHOT_SIGNALS,
     IncompleteSnapshotError,
     IndexCollator,
     IndexedDataset,
     LossRecorder,
     class_score_summary,
+    classification_signals,
     default_per_sample_loss,
+    find_feature_module,
     per_sample_cross_entropy,
     per_sequence_token_loss,
 )
@@ -500,3 +512,148 @@ def test_class_score_summary_by_hand():
     assert summary == {2: {"count": 3, "mean": 0.0, "std": pytest.approx(math.sqrt(2 / 3)),
                            "min": -1.0, "max": 1.0},
                        5: {"count": 1, "mean": 0.5, "std": 0.0, "min": 0.5, "max": 0.5}}
+
+
+# ------------------------------------------------------------------------------------- signals
+
+ALL_SIGNALS = SNAPSHOT_SIGNALS + FINAL_SIGNALS
+
+
+def assert_signals_match(store, want_by_snapshot, *, final=None, atol=1e-5):
+    """Stored signals == the independent recomputation, snapshot by snapshot."""
+    for name in SNAPSHOT_SIGNALS:
+        got = store.train_signal(name)
+        want = np.stack([w[name] for w in want_by_snapshot], axis=1)
+        assert got.shape == want.shape
+        if name == "correct":
+            assert got.dtype == bool
+            np.testing.assert_array_equal(got, want)
+        else:
+            assert got.dtype == np.float32
+            np.testing.assert_allclose(got, want, atol=atol)
+    if final is not None:
+        for name in FINAL_SIGNALS:
+            np.testing.assert_allclose(store.load_array(name), final[name], atol=atol)
+
+
+def test_signals_equal_an_independent_recomputation_from_the_same_weights(
+    accelerator, data, tmp_path
+):
+    """Shuffled rows (an indices mapping), 82 samples in batches of 16: every signal lands at its
+    sample index and equals a plain-torch recomputation (autograd for the gradient projection)."""
+    train, query = data
+    train = train.select(np.random.default_rng(3).permutation(len(train)))
+    model = MLP()
+    rec = make_recorder(accelerator, (train, query), tmp_path, signals=ALL_SIGNALS)
+    want = []
+    for epoch in range(3):
+        if epoch:
+            train_epoch(model, train, seed=epoch)
+        assert rec.record(model, epoch=epoch, final=epoch == 2)
+        want.append(recompute_signals(model, train))
+    store = LossTrajectories(tmp_path / "cld")  # reopened from disk
+    assert store.signal_names == list(SNAPSHOT_SIGNALS)
+    assert_signals_match(store, want, final=want[-1])
+    np.testing.assert_allclose(store.train_losses()[:, -1], recompute_losses(model, train),
+                               atol=1e-5)  # the loss of the same sweep is unchanged
+    assert rec.final_features_recorded and store.array_snapshot("embeddings") == 3
+    # the query rows carry no signal; the extra storage is what the module docstring says
+    with pytest.raises(ValueError, match="training samples only"):
+        store.query_signal("margin")
+    n, q = rec.num_train, rec.num_query
+    sizes, bitmap = store.signal_nbytes(), -(-(n + q) // 8)
+    assert sizes["loss"] == (n + q) * 4 * 3
+    assert sizes["margin"] == ((n + q) * 4 + bitmap) * 3  # float32 values + the null bitmap
+    assert sizes["correct"] == 2 * bitmap * 3  # bit-packed booleans + the null bitmap
+
+
+def test_final_features_of_a_transformers_resnet_are_the_pooled_features(accelerator, tmp_path):
+    """The rule picks the ResNet's classifier.1 (the last Linear with one output per class)."""
+    train, query = digits_dataset(n_train=40, n_query=30, image=True)
+    model = tiny_resnet()
+    assert find_feature_module(model, num_classes=10)[0] == "classifier.1"
+    rec = make_recorder(accelerator, (train, query), tmp_path, signals=["embeddings", "probs"])
+    rec.record(model, epoch=0)
+    assert not rec.final_features_recorded
+    assert rec.record_final_features(model) == ["embeddings", "probs"]
+    pix = torch.tensor(np.asarray(train.with_format("numpy")["pixel_values"][:]))
+    model.eval()
+    with torch.no_grad():
+        pooled = model.resnet(pix).pooler_output.flatten(1)
+        probs = torch.softmax(model(pixel_values=pix).logits, dim=1)
+    np.testing.assert_allclose(rec.store.load_array("embeddings"), pooled.numpy(), atol=1e-5)
+    np.testing.assert_allclose(rec.store.load_array("probs"), probs.numpy(), atol=1e-6)
+    assert rec.store.signal_names == []  # no per-snapshot signal was asked for
+
+
+def test_final_features_in_train_pass_mode_come_from_a_sweep_and_rewind_drops_them(
+    accelerator, data, tmp_path
+):
+    train, _ = data
+    model = MLP()
+    rec = make_recorder(accelerator, data, tmp_path, mode="train_pass",
+                        signals=["probs", "embeddings"], feature_module="net.2")
+    rec.record(model, epoch=0, step=0)
+    rec.feed(np.arange(rec.num_train), np.ones(rec.num_train))
+    rec.record(model, epoch=1, step=5, final=True)
+    want = recompute_signals(model, train)
+    np.testing.assert_allclose(rec.store.load_array("embeddings"), want["embeddings"], atol=1e-5)
+    assert rec.final_features_recorded
+    rec.rewind(step=0)  # resuming from an earlier checkpoint: the end of training is to come
+    assert rec.store.array_names == [] and not rec.final_features_recorded
+
+
+def test_classification_signals_by_hand():
+    logits = torch.tensor([[1.0, 3.0, 0.0], [0.0, 0.0, 0.0]])
+    labels = torch.tensor([1, 2])
+    out = classification_signals(logits, labels, ["correct", "true_prob", "margin", "el2n"])
+    p = torch.softmax(logits, dim=1)
+    assert out["correct"].tolist() == [True, False]  # a tie goes to the lower class
+    assert out["margin"].tolist() == [2.0, 0.0]
+    np.testing.assert_allclose(out["true_prob"], [p[0, 1], 1 / 3], atol=1e-7)
+    el2n0 = math.sqrt(p[0, 0] ** 2 + (1 - p[0, 1]) ** 2 + p[0, 2] ** 2)
+    np.testing.assert_allclose(out["el2n"], [el2n0, math.sqrt(2 / 9 + 4 / 9)], atol=1e-6)
+    with pytest.raises(ValueError, match=r"class ids in \[0, 2\].*\[0, 5\]"):
+        classification_signals(logits, torch.tensor([0, 5]), ["margin"])
+
+
+def test_signals_need_classification_logits_and_a_store(accelerator, data, tmp_path):
+    with pytest.raises(ValueError, match=r"signals contains \['forgetting'\], each must be one"):
+        make_recorder(accelerator, data, tmp_path / "a", signals=["forgetting"])
+    with pytest.raises(ValueError, match="streaming=True keeps none"):
+        make_recorder(accelerator, data, tmp_path / "b", signals=["margin"], streaming=True)
+    with pytest.raises(ValueError, match=r"\['margin'\] are taken from the eval-mode sweep.*"
+                                         r"mode='sweep'"):
+        make_recorder(accelerator, data, tmp_path / "c", signals=["margin"], mode="train_pass")
+    with pytest.raises(ValueError, match=r"feature_module == 'head' is not a module"):
+        rec = make_recorder(accelerator, data, tmp_path / "d", signals=["embeddings"],
+                            feature_module="head")
+        rec.record(MLP(), final=True)
+
+    class Tokens(MLP):  # (batch, length, vocab) logits: not a classifier
+        def forward(self, pixel_values, labels=None):
+            return {"logits": self.net(pixel_values).reshape(-1, 2, 5)}
+
+    rec = make_recorder(accelerator, data, tmp_path / "e", signals=["margin"],
+                        per_sample_loss=lambda out, batch: out["logits"].sum(dim=(1, 2)))
+    with pytest.raises(ValueError, match=r"classification logits of shape \(batch, classes\)"):
+        rec.record(Tokens())
+
+
+@pytest.mark.multiprocess
+def test_two_process_signals_equal_one_process_recomputation_every_index_once(data):
+    """torchrun --nproc_per_node 2 (the shared run of tests/mp/mp_recording.py): 82 samples,
+    batch 16 per process, uneven shards; the signals are gathered by sample index like the loss."""
+    from safetensors.torch import load_file
+
+    out = mp_results() / "loop"
+    train, _ = data
+    want = []
+    for epoch in range(4):
+        m = MLP()
+        m.load_state_dict(load_file(str(out / f"weights-{epoch}.safetensors")))
+        want.append(recompute_signals(m, train))
+    store = LossTrajectories(out / "sweep")
+    assert store.num_snapshots == 4
+    assert_signals_match(store, want, final=want[-1])
+    assert store.array_snapshot("probs") == 4

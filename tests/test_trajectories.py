@@ -175,3 +175,93 @@ def test_copy_to_is_independent(tmp_path, problem):
     store.truncate(1)
     assert copy.num_snapshots == train.shape[1]
     np.testing.assert_array_equal(LossTrajectories(tmp_path / "b").train_losses(), train)
+
+
+# --------------------------------------------------------------------- extra signals (issue 7)
+
+
+def test_signals_round_trip_as_columns_of_the_snapshot_files(tmp_path, problem):
+    train, tl, query, ql = problem
+    n, q, s = len(tl), len(ql), train.shape[1]
+    rng = np.random.default_rng(1)
+    margin = rng.normal(size=(n, s)).astype(np.float32)
+    correct = margin > 0
+    both = rng.random((n + q, s), dtype=np.float32)  # training and query values
+    store = LossTrajectories.create(tmp_path, tl, ql)
+    for t in range(s):
+        store.append(train[:, t], query[:, t], epoch=t,
+                     signals={"margin": margin[:, t], "correct": correct[:, t],
+                              "true_prob": both[:, t]})
+    reopened = LossTrajectories(tmp_path)
+    assert reopened.signal_names == ["margin", "correct", "true_prob"]
+    np.testing.assert_array_equal(reopened.train_signal("margin"), margin)
+    got = reopened.train_signal("correct")
+    assert got.dtype == bool and got.shape == (n, s)
+    np.testing.assert_array_equal(got, correct)
+    np.testing.assert_array_equal(reopened.train_signal("true_prob", snapshots=[4, 1]),
+                                  both[:n][:, [4, 1]])
+    np.testing.assert_array_equal(reopened.query_signal("true_prob"), both[n:])
+    with pytest.raises(ValueError, match="training samples only"):
+        reopened.query_signal("margin")
+    np.testing.assert_array_equal(reopened.train_losses(), train)  # the loss column is unchanged
+    # a reader that knows only the "loss" column reads the new files as before
+    table = pa.ipc.open_file(str(tmp_path / "snapshot-00002.arrow")).read_all()
+    assert table.column_names[0] == "loss"
+    np.testing.assert_array_equal(table.column("loss").to_numpy()[:n], train[:, 2])
+    sizes = reopened.signal_nbytes()
+    bitmap = -(-(n + q) // 8)
+    assert sizes == {"loss": (n + q) * 4 * s, "margin": ((n + q) * 4 + bitmap) * s,
+                     "correct": 2 * bitmap * s, "true_prob": (n + q) * 4 * s}
+
+
+def test_a_loss_only_store_still_opens_and_mixed_snapshots_are_named(tmp_path, problem):
+    train, tl, query, ql = problem
+    store_dir = tmp_path / "store"
+    store = LossTrajectories.create(store_dir, tl, ql)
+    fill(store, train[:, :3], query[:, :3])  # the format before extra signals: a "loss" column
+    assert [f.name for f in pa.ipc.open_file(str(store_dir / "snapshot-00000.arrow")).schema] == ["loss"]
+    reopened = LossTrajectories(store_dir)
+    assert reopened.num_snapshots == 3 and reopened.signal_names == [] and reopened.array_names == []
+    np.testing.assert_array_equal(reopened.scores(), cld_scores(train[:, :3], tl, query[:, :3], ql))
+    reopened.append(train[:, 3], query[:, 3], signals={"el2n": np.ones(len(tl))})
+    assert reopened.signal_names == []  # not carried by every snapshot
+    np.testing.assert_array_equal(reopened.train_signal("el2n", snapshots=[3]), np.ones((len(tl), 1)))
+    with pytest.raises(KeyError, match=r"'el2n' is not in snapshot\(s\) \[0, 1, 2\].*signals=\['el2n'\]"):
+        reopened.train_signal("el2n")
+
+
+def test_end_of_training_arrays_are_safetensors_and_follow_truncate_and_copy(tmp_path, problem):
+    train, tl, query, ql = problem
+    store = LossTrajectories.create(tmp_path / "a", tl, ql)
+    fill(store, train[:, :3], query[:, :3])
+    emb = np.random.default_rng(2).normal(size=(len(tl), 5)).astype(np.float32)
+    path = store.save_array("embeddings", emb)
+    assert path.name == "array-embeddings.safetensors" and path.read_bytes()[8:9] == b"{"  # no pickle
+    assert store.array_snapshot("embeddings") == 3
+    copy = store.copy_to(tmp_path / "b")
+    np.testing.assert_array_equal(copy.load_array("embeddings"), emb)
+    store.truncate(3)  # nothing recorded after the array: kept
+    assert store.array_names == ["embeddings"]
+    store.truncate(2)  # the array describes a later point of training than the store now
+    assert store.array_names == [] and LossTrajectories(tmp_path / "b").array_names == ["embeddings"]
+    with pytest.raises(KeyError, match=r"No array 'embeddings'.*record\(model, final=True\)"):
+        store.load_array("embeddings")
+    fresh = LossTrajectories.create(tmp_path / "b", tl, ql, overwrite=True)
+    assert fresh.array_names == [] and fresh.num_snapshots == 0
+
+
+@pytest.mark.parametrize("signals, error, match", [
+    ({"margin": np.ones(3)}, ValueError, r"signals\['margin'\] has shape \(3,\).*\(50,\).*\(62,\)"),
+    ({"loss": np.ones(50)}, ValueError, "other than 'loss'"),
+    ({"my margin": np.ones(50)}, ValueError, "Python identifier"),
+    ({"label": np.array(["a"] * 50)}, TypeError, "booleans or real numbers"),
+    ([("margin", np.ones(50))], TypeError, "must be a mapping"),
+])
+def test_bad_signals_name_the_argument_and_the_fix(tmp_path, problem, signals, error, match):
+    train, tl, query, ql = problem
+    store = LossTrajectories.create(tmp_path, tl, ql)
+    with pytest.raises(error, match=match):
+        store.append(train[:, 0], query[:, 0], signals=signals)
+    assert store.num_snapshots == 0
+    with pytest.raises(ValueError, match=r"one row per training sample \(N=50\)"):
+        store.save_array("probs", np.ones((7, 3)))

@@ -7,8 +7,9 @@ its own folder of OUT_DIR, checked afterwards by the tests in one process:
 - ``trainer_sweep``: Trainer + CLDCallback (sweep), 3 epochs, a checkpoint every epoch.
 - ``trainer_train_pass``: Trainer + CLDCallback (train_pass), learning rate 0 and gradient
   accumulation 2: every training-pass snapshot must equal the initial sweep.
-- ``loop``: a custom accelerate loop with two LossRecorders (sweep and train_pass via capture);
-  the weights at every snapshot are saved for the one-process recomputation.
+- ``loop``: a custom accelerate loop with two LossRecorders (sweep, with every baseline signal
+  and the final features at the last snapshot, and train_pass via capture); the weights at every
+  snapshot are saved for the one-process recomputation.
 
 Usage: torchrun --nproc_per_node 2 tests/mp/mp_recording.py OUT_DIR
 """
@@ -61,8 +62,9 @@ def loop_run(out_dir):
     accelerator = Accelerator(cpu=True)
     train, query = digits_dataset(n_train=82, n_query=30)
     model = MLP(seed=1)
+    signals = ["correct", "true_prob", "margin", "el2n", "grad_projection", "embeddings", "probs"]
     sweep = LossRecorder(accelerator, train, query, output_dir=os.path.join(out_dir, "sweep"),
-                         batch_size=16, progress=False, if_exists="overwrite")
+                         batch_size=16, progress=False, if_exists="overwrite", signals=signals)
     passes = LossRecorder(accelerator, train, query, output_dir=os.path.join(out_dir, "train_pass"),
                           mode="train_pass", batch_size=16, progress=False, if_exists="overwrite")
     loader = DataLoader(IndexedDataset(train), batch_size=16, shuffle=True,
@@ -71,7 +73,7 @@ def loop_run(out_dir):
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
 
     def snapshot(epoch):
-        sweep.record(model, epoch=epoch)
+        sweep.record(model, epoch=epoch, final=epoch == 3)
         passes.record(model, epoch=epoch)
         if accelerator.is_main_process:
             weights = accelerator.unwrap_model(model).state_dict()
