@@ -27,6 +27,16 @@ def _pyplot():
     return plt
 
 
+def _save(plt, fig, path) -> Path:
+    """Write ``fig`` to ``path`` (PNG, parents created) and close it."""
+    fig.tight_layout()
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
 def _class_name(c, class_names):
     return class_names[c] if class_names is not None and 0 <= c < len(class_names) else str(c)
 
@@ -68,12 +78,7 @@ def plot_score_distribution(scores, labels, path, *, class_names=None, max_class
     ax.set_xlabel("class")
     ax.set_ylabel("CLD score (Pearson r)")
     ax.set_title("CLD score distribution per class")
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def plot_class_trajectories(
@@ -140,12 +145,7 @@ def plot_class_trajectories(
     for ax in (ax_l, ax_d):
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         ax.legend(fontsize=8)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
 
 
 def plot_accuracy_vs_fraction(results: Sequence[Mapping], path, *, title: str | None = None,
@@ -200,9 +200,4 @@ def plot_accuracy_vs_fraction(results: Sequence[Mapping], path, *, title: str | 
     ax.set_title(title or "Accuracy vs coreset fraction (mean ± std over seeds)")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, ncol=2 if len(methods) > 6 else 1)
-    fig.tight_layout()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _save(plt, fig, path)
