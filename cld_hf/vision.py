@@ -199,7 +199,7 @@ def sgd_recipe(parameters, *, lr: float = 0.1, momentum: float = 0.9, weight_dec
     Examples
     --------
     >>> opt, sched = sgd_recipe(torch.nn.Linear(2, 2).parameters(), milestones=[1])
-    >>> sched.step(); round(opt.param_groups[0]["lr"], 6)
+    >>> opt.step(); sched.step(); round(opt.param_groups[0]["lr"], 6)
     0.01
     """
     optimizer = torch.optim.SGD(parameters, lr=lr, momentum=momentum, weight_decay=weight_decay,
