@@ -23,6 +23,7 @@ from __future__ import annotations
 import json
 import logging
 import shlex
+import shutil
 import sys
 import time
 from dataclasses import asdict, dataclass, field
@@ -393,8 +394,6 @@ def _prepare_output_dir(args: RunArguments) -> Path:
             f"pass --overwrite-output-dir."
         )
     if out.exists() and args.overwrite_output_dir:
-        import shutil
-
         shutil.rmtree(out)
     out.mkdir(parents=True)
     return out
@@ -416,7 +415,6 @@ def run_experiment(args: RunArguments, *, command: str | None = None) -> dict:
                                               target_epochs=2, seeds=1, fractions=[0.2]))
         print(results["table_markdown"])
     """
-    import torch
     from transformers import set_seed
 
     from .callback import CLDCallback
@@ -428,7 +426,6 @@ def run_experiment(args: RunArguments, *, command: str | None = None) -> dict:
 
     started = time.perf_counter()
     out = _prepare_output_dir(args)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     train, test, label_column, names = load_data(
         args.dataset, train_split=args.train_split, test_split=args.test_split,
         label_column=args.label_column, seed=args.seed)
@@ -529,8 +526,6 @@ def run_experiment(args: RunArguments, *, command: str | None = None) -> dict:
                 epochs=args.target_epochs, batch_size=args.batch_size,
                 learning_rate=args.learning_rate, seed=seed, label_column=label_column)
             full.append(acc)
-    import shutil
-
     shutil.rmtree(out / "target_training", ignore_errors=True)
     shutil.rmtree(out / "proxy_training", ignore_errors=True)
 
