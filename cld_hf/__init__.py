@@ -11,14 +11,15 @@ import importlib
 
 from .columns import INDEX_COLUMN, SCORE_COLUMN, TRAJECTORY_COLUMN, find_label_column
 from .scoring import StreamingCLD, cld_scores, snapshot_window
-from .selection import (
+from .dataset_adapters import (
     add_cld_scores,
     add_index_column,
-    class_budgets,
+    scored_dataset,
     select_coreset,
-    select_top_per_class,
+    stratified_query_split,
 )
-from .splits import stratified_query_split, stratified_split_indices
+from .selection import class_budgets, select_random_per_class, select_top_per_class
+from .splits import stratified_split_indices
 from .trajectories import LossTrajectories, trajectory_column
 
 __version__ = "0.1.0"
@@ -47,7 +48,9 @@ __all__ = [
     "class_budgets",
     "cld_scores",
     "find_label_column",
+    "scored_dataset",
     "select_coreset",
+    "select_random_per_class",
     "select_top_per_class",
     "snapshot_window",
     "stratified_query_split",

@@ -420,8 +420,8 @@ def run_experiment(args: RunArguments, *, command: str | None = None) -> dict:
     from .callback import CLDCallback
     from .commands._common import RUN_INFO_FILE, write_json
     from .comparison import cost_markdown, cost_rows, select_coresets, write_selections
-    from .selection import add_index_column, class_budgets, select_top_per_class
-    from .splits import stratified_query_split
+    from .dataset_adapters import add_index_column, stratified_query_split
+    from .selection import class_budgets, select_top_per_class
     from .trajectories import LossTrajectories
 
     started = time.perf_counter()

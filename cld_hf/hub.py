@@ -83,7 +83,7 @@ from typing import Any
 import numpy as np
 
 from .columns import INDEX_COLUMN, SCORE_COLUMN, TRAJECTORY_COLUMN, find_label_column
-from .selection import select_coreset
+from .dataset_adapters import select_coreset
 
 logger = logging.getLogger(__name__)
 

@@ -76,7 +76,8 @@ import torch
 import torch.nn.functional as F
 
 from .columns import INDEX_COLUMN, SCORE_COLUMN, TRAJECTORY_COLUMN, find_label_column
-from .scoring import StreamingCLD, _check_labels
+from ._validation import check_labels as _check_labels
+from .scoring import StreamingCLD, class_score_summary
 from .trajectories import LossTrajectories, trajectory_column
 
 logger = logging.getLogger(__name__)
@@ -719,24 +720,6 @@ def _dataset_labels(dataset, label_column, given, name: str) -> np.ndarray:
     if values.size == 0:
         return np.zeros(0, dtype=np.int64)  # an empty column reads back as float
     return _check_labels(values, f"{name}_dataset[{col!r}]").astype(np.int64)
-
-
-def class_score_summary(scores, labels) -> dict[int, dict[str, float]]:
-    """Count, mean, standard deviation, min and max of the scores of each class.
-
-    Examples
-    --------
-    >>> class_score_summary([0.5, -0.5, 1.0], [0, 0, 1])[0]
-    {'count': 2, 'mean': 0.0, 'std': 0.5, 'min': -0.5, 'max': 0.5}
-    """
-    s = np.asarray(scores, dtype=np.float64)
-    lab = _check_labels(labels, "labels", len(s))
-    out = {}
-    for c in np.unique(lab):
-        v = s[lab == c]
-        out[int(c)] = {"count": int(len(v)), "mean": float(v.mean()), "std": float(v.std()),
-                       "min": float(v.min()), "max": float(v.max())}
-    return out
 
 
 def _write_json_atomic(path: Path, data: dict) -> None:
@@ -1907,7 +1890,7 @@ class LossRecorder:
         """
         import datasets
 
-        from .selection import add_cld_scores
+        from .dataset_adapters import add_cld_scores
 
         if not isinstance(self.train_dataset, datasets.Dataset):
             raise TypeError(

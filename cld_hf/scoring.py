@@ -26,9 +26,23 @@ from typing import Literal
 
 import numpy as np
 
+from ._validation import (
+    MAX_NAMED,
+    check_choice,
+    check_labels,
+    check_real_array,
+    raise_non_finite,
+)
+
 logger = logging.getLogger(__name__)
 
-__all__ = ["cld_scores", "StreamingCLD", "snapshot_window", "class_query_trajectories"]
+__all__ = [
+    "cld_scores",
+    "StreamingCLD",
+    "snapshot_window",
+    "class_query_trajectories",
+    "class_score_summary",
+]
 
 MissingQueryClass = Literal["error", "global"]
 
@@ -36,58 +50,14 @@ MissingQueryClass = Literal["error", "global"]
 _ZERO_VAR_REL = 1e-10
 # Rows per chunk of the batch scorer: ~3 MB of float64 differences at S = 90, cache-sized.
 _DEFAULT_CHUNK_ROWS = 4096
-# At most this many offending indices are named in an error message.
-_MAX_NAMED = 10
 
 
-# --------------------------------------------------------------------------------------------
-# Validation helpers
-# --------------------------------------------------------------------------------------------
+_NON_FINITE_FIX = ("A diverged loss cannot be scored: find why these samples have non-finite "
+                   "losses (e.g. lower the learning rate, clip logits) and record again.")
 
 
-def _check_labels(labels, name: str, expected_len: int | None = None) -> np.ndarray:
-    arr = np.asarray(labels)
-    if arr.ndim != 1:
-        raise ValueError(f"{name} must be one-dimensional, got shape {arr.shape}.")
-    if arr.dtype == bool or not np.issubdtype(arr.dtype, np.integer):
-        raise TypeError(
-            f"{name} must hold integer class ids, got dtype {arr.dtype}. "
-            f"Map class names to integers first (e.g. a datasets ClassLabel feature or "
-            f"`np.unique(labels, return_inverse=True)[1]`)."
-        )
-    if expected_len is not None and len(arr) != expected_len:
-        raise ValueError(
-            f"{name} has {len(arr)} entries but the losses have {expected_len} rows; "
-            f"pass one label per row of the loss array (the same dataset, in the same order)."
-        )
-    return arr
-
-
-def _check_losses_2d(losses, name: str) -> np.ndarray:
-    arr = losses if isinstance(losses, np.ndarray) else np.asarray(losses)
-    if arr.ndim != 2:
-        raise ValueError(
-            f"{name} must be a 2-D array (samples, snapshots), got shape {arr.shape}. "
-            f"Stack one column per snapshot, e.g. `np.stack(snapshots, axis=1)`."
-        )
-    if arr.dtype == bool or not (
-        np.issubdtype(arr.dtype, np.floating) or np.issubdtype(arr.dtype, np.integer)
-    ):
-        raise TypeError(f"{name} must hold real numbers, got dtype {arr.dtype}.")
-    return arr
-
-
-def _raise_non_finite(name: str, arr: np.ndarray, bad_rows: np.ndarray, snapshot=None) -> None:
-    bad_rows = np.asarray(bad_rows)
-    sub = np.asarray(arr[bad_rows]) if arr.ndim == 2 else np.asarray(arr[bad_rows])[:, None]
-    count = int(np.count_nonzero(~np.isfinite(sub)))
-    first = bad_rows[:_MAX_NAMED].tolist()
-    where = f" at snapshot {snapshot}" if snapshot is not None else ""
-    raise ValueError(
-        f"{name} contains {count} NaN or inf value(s){where} in {len(bad_rows)} row(s); "
-        f"first row indices: {first}. A diverged loss cannot be scored: find why these samples "
-        f"have non-finite losses (e.g. lower the learning rate, clip logits) and record again."
-    )
+def _raise_non_finite(name: str, arr: np.ndarray, bad_rows, snapshot=None) -> None:
+    raise_non_finite(name, arr, bad_rows, snapshot=snapshot, fix=_NON_FINITE_FIX)
 
 
 def snapshot_window(num_snapshots: int, *, first: int | None = None, every: int = 1) -> np.ndarray:
@@ -159,7 +129,7 @@ def _fill_missing_classes(
     missing = np.flatnonzero(needed & (counts == 0))
     if len(missing) == 0:
         return traj
-    names = classes[missing][:_MAX_NAMED].tolist()
+    names = classes[missing][:MAX_NAMED].tolist()
     if missing_query_class == "global":
         logger.warning(
             "%d training class(es) have no query sample (first: %s); scoring them against the "
@@ -172,7 +142,7 @@ def _fill_missing_classes(
         return traj
     raise ValueError(
         f"{len(missing)} training class(es) have no query sample: {names}"
-        f"{' (first ' + str(_MAX_NAMED) + ' shown)' if len(missing) > _MAX_NAMED else ''}. CLD compares each sample with the query "
+        f"{' (first ' + str(MAX_NAMED) + ' shown)' if len(missing) > MAX_NAMED else ''}. CLD compares each sample with the query "
         f"trajectory of its own class. Hold out query samples from every class (a stratified "
         f"split), or pass missing_query_class='global' to score these classes against the "
         f"all-class query trajectory."
@@ -180,10 +150,7 @@ def _fill_missing_classes(
 
 
 def _check_policy(missing_query_class: str) -> None:
-    if missing_query_class not in ("error", "global"):
-        raise ValueError(
-            f"missing_query_class == {missing_query_class!r}, must be 'error' or 'global'."
-        )
+    check_choice("missing_query_class", missing_query_class, ("error", "global"))
 
 
 def _normalise_class_trajectories(traj: np.ndarray) -> np.ndarray:
@@ -307,16 +274,16 @@ def cld_scores(
     [1.0, -1.0]
     """
     _check_policy(missing_query_class)
-    train = _check_losses_2d(train_losses, "train_losses")
-    query = _check_losses_2d(query_losses, "query_losses")
+    train = check_real_array(train_losses, "train_losses")
+    query = check_real_array(query_losses, "query_losses")
     n, s = train.shape
     if query.shape[1] != s:
         raise ValueError(
             f"train_losses has {s} snapshots (columns) but query_losses has {query.shape[1]}; "
             f"record the training and query losses at the same snapshots."
         )
-    tlab = _check_labels(train_labels, "train_labels", n)
-    qlab = _check_labels(query_labels, "query_labels", query.shape[0])
+    tlab = check_labels(train_labels, "train_labels", n)
+    qlab = check_labels(query_labels, "query_labels", query.shape[0])
     columns = snapshot_window(s, first=first, every=every)
     if len(columns) < 3:
         raise ValueError(
@@ -438,8 +405,8 @@ class StreamingCLD:
         self.first = first
         self.every = int(every)
         self.missing_query_class = missing_query_class
-        tlab = _check_labels(train_labels, "train_labels")
-        qlab = _check_labels(query_labels, "query_labels")
+        tlab = check_labels(train_labels, "train_labels")
+        qlab = check_labels(query_labels, "query_labels")
         if len(qlab) == 0:
             raise ValueError(
                 "query_labels is empty (Q == 0): CLD needs held-out query samples. "
@@ -600,3 +567,37 @@ class StreamingCLD:
         keys = ("prev_train", "prev_query", "mean_d", "m2_d", "sumsq_d", "co", "mean_q", "m2_q")
         for key in (*keys, "sumsq_q"):
             setattr(self, f"_{key}", np.array(state[key], dtype=np.float64))
+
+
+# --------------------------------------------------------------------------------------------
+# Summary
+# --------------------------------------------------------------------------------------------
+
+
+def class_score_summary(scores, labels) -> dict[int, dict[str, float]]:
+    """Count, mean, standard deviation, min and max of the scores of each class.
+
+    Parameters
+    ----------
+    scores : float array of shape (N,)
+    labels : int array of shape (N,)
+
+    Returns
+    -------
+    dict mapping each class (ascending) to ``{"count", "mean", "std", "min", "max"}``.
+
+    Examples
+    --------
+    >>> class_score_summary([0.5, -0.5, 1.0], [0, 0, 1])[0]
+    {'count': 2, 'mean': 0.0, 'std': 0.5, 'min': -0.5, 'max': 0.5}
+    """
+    s = np.asarray(scores, dtype=np.float64)
+    lab = check_labels(labels, "labels", len(s), against="the scores")
+    order = np.argsort(lab, kind="stable")
+    classes, starts = np.unique(lab[order], return_index=True)
+    out = {}
+    for c, part in zip(classes, np.split(s[order], starts[1:])):
+        out[int(c)] = {"count": int(len(part)), "mean": float(part.mean()),
+                       "std": float(part.std()), "min": float(part.min()),
+                       "max": float(part.max())}
+    return out

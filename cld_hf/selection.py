@@ -1,7 +1,6 @@
-"""Class budgets and top-k-per-class selection (Algorithm 1, lines 17-18).
+"""Class budgets and top-k-per-class selection (Algorithm 1, lines 17-18). NumPy only.
 
-``class_budgets`` and ``select_top_per_class`` are NumPy only. ``select_coreset`` and
-``add_cld_scores`` apply them to a ``datasets.Dataset`` (imported lazily, inside the functions).
+:func:`cld_hf.dataset_adapters.select_coreset` applies them to a ``datasets.Dataset``.
 """
 
 from __future__ import annotations
@@ -12,8 +11,7 @@ from typing import Literal
 
 import numpy as np
 
-from .columns import INDEX_COLUMN, SCORE_COLUMN, find_label_column
-from .scoring import _check_labels
+from ._validation import check_labels
 
 logger = logging.getLogger(__name__)
 
@@ -21,9 +19,7 @@ __all__ = [
     "class_budgets",
     "select_top_per_class",
     "select_random_per_class",
-    "select_coreset",
-    "add_cld_scores",
-    "add_index_column",
+    "check_budgets",
 ]
 
 Balance = Literal["equal", "proportional"]
@@ -90,7 +86,7 @@ def class_budgets(
     >>> class_budgets(labels, size=11, balance="proportional")
     {0: 1, 1: 5, 2: 5}
     """
-    lab = _check_labels(labels, "labels")
+    lab = check_labels(labels, "labels")
     if len(lab) == 0:
         raise ValueError("labels is empty: there is nothing to select from.")
     k = _coreset_size(len(lab), fraction, size)
@@ -210,7 +206,7 @@ def select_top_per_class(
     >>> select_top_per_class(scores, labels, budgets={0: 1, 1: 2}).tolist()
     [1, 3, 5]
     """
-    lab = _check_labels(labels, "labels")
+    lab = check_labels(labels, "labels")
     sc = np.asarray(scores, dtype=np.float64)
     if sc.ndim != 1 or len(sc) != len(lab):
         raise ValueError(
@@ -254,7 +250,7 @@ def select_random_per_class(
     >>> len(idx), sorted(np.asarray([0, 0, 0, 1, 1, 1])[idx].tolist())
     (4, [0, 0, 1, 1])
     """
-    lab = _check_labels(labels, "labels")
+    lab = check_labels(labels, "labels")
     if budgets is None:
         budgets = class_budgets(lab, fraction=fraction, size=size, balance=balance)
     elif fraction is not None or size is not None:
@@ -262,118 +258,3 @@ def select_random_per_class(
     rng = np.random.default_rng(seed)
     random_scores = rng.random(len(lab))
     return select_top_per_class(random_scores, lab, budgets=budgets)
-
-
-def _column_numpy(dataset, column: str) -> np.ndarray:
-    if column not in dataset.column_names:
-        raise ValueError(
-            f"Column {column!r} not in the dataset. Current columns in the dataset: "
-            f"{dataset.column_names}."
-        )
-    return np.asarray(dataset.with_format("numpy", columns=[column])[column][:])
-
-
-def select_coreset(
-    dataset,
-    *,
-    fraction: float | None = None,
-    size: int | None = None,
-    score_column: str = SCORE_COLUMN,
-    label_column: str | None = None,
-    balance: Balance = "equal",
-):
-    """The class-balanced coreset of a scored ``datasets.Dataset``, through ``Dataset.select``.
-
-    Each class keeps its ``k_c`` highest scores (:func:`select_top_per_class`). The coreset has a
-    ``sample_index`` column with each row's index in ``dataset``; if ``dataset`` already has one
-    (it is itself a selection), that column is kept, so the coreset always traces back to the
-    original source.
-
-    Parameters
-    ----------
-    dataset : datasets.Dataset
-        With a score column and a label column.
-    fraction, size, balance
-        See :func:`class_budgets`.
-    score_column : str, default "cld_score"
-    label_column : str, optional
-        Found as ``labels``, then ``label``, when not given.
-
-    Returns
-    -------
-    datasets.Dataset, rows in their original order.
-
-    Examples
-    --------
-    >>> from datasets import Dataset
-    >>> ds = Dataset.from_dict({"label": [0, 0, 0, 1, 1, 1],
-    ...                         "cld_score": [0.1, 0.9, 0.5, 0.5, 0.2, 0.8]})
-    >>> core = select_coreset(ds, size=4)
-    >>> core["sample_index"][:], core["cld_score"][:]
-    ([1, 2, 3, 5], [0.9, 0.5, 0.5, 0.8])
-    """
-    label_column = find_label_column(dataset.column_names, label_column)
-    scores = _column_numpy(dataset, score_column)
-    labels = _column_numpy(dataset, label_column)
-    indices = select_top_per_class(scores, labels, fraction=fraction, size=size, balance=balance)
-    if INDEX_COLUMN not in dataset.column_names:
-        dataset = add_index_column(dataset)
-    return dataset.select(indices)
-
-
-def add_index_column(dataset, *, column: str = INDEX_COLUMN):
-    """Add ``column`` (int64) holding each row's index, so later selections can be traced back.
-
-    Examples
-    --------
-    >>> from datasets import Dataset
-    >>> add_index_column(Dataset.from_dict({"x": [5, 6]}))["sample_index"][:]
-    [0, 1]
-    """
-    import datasets
-
-    if column in dataset.column_names:
-        raise ValueError(
-            f"Column {column!r} already exists; it already traces rows to their source. "
-            f"Pass another column= name to add a second index."
-        )
-    return dataset.add_column(
-        column, np.arange(len(dataset), dtype=np.int64), feature=datasets.Value("int64")
-    )
-
-
-def add_cld_scores(dataset, scores, *, column: str = SCORE_COLUMN, overwrite: bool = False):
-    """Add the CLD scores to ``dataset`` as a float32 feature.
-
-    Parameters
-    ----------
-    dataset : datasets.Dataset
-        The training set the scores were computed on, in the same row order.
-    scores : float array of shape (len(dataset),)
-    column : str, default "cld_score"
-    overwrite : bool, default False
-        Replace an existing column of that name.
-
-    Examples
-    --------
-    >>> from datasets import Dataset
-    >>> ds = add_cld_scores(Dataset.from_dict({"label": [0, 1]}), [0.25, -0.5])
-    >>> ds.features["cld_score"], ds["cld_score"][:]
-    (Value('float32'), [0.25, -0.5])
-    """
-    import datasets
-
-    sc = np.asarray(scores, dtype=np.float32)
-    if sc.ndim != 1 or len(sc) != len(dataset):
-        raise ValueError(
-            f"scores has shape {sc.shape} but the dataset has {len(dataset)} rows. Ensure the "
-            f"scores were computed on this dataset (same rows, same order)."
-        )
-    if column in dataset.column_names:
-        if not overwrite:
-            raise ValueError(
-                f"The dataset already has a column {column!r}; pass overwrite=True to replace "
-                f"it or column='<another name>' to keep both."
-            )
-        dataset = dataset.remove_columns(column)
-    return dataset.add_column(column, sc, feature=datasets.Value("float32"))

@@ -1,13 +1,15 @@
-"""Stratified query hold-out: the per-class validation set CLD compares against."""
+"""Stratified query hold-out: the per-class validation set CLD compares against (NumPy only).
+
+:func:`cld_hf.dataset_adapters.stratified_query_split` applies it to a ``datasets.Dataset``.
+"""
 
 from __future__ import annotations
 
 import numpy as np
 
-from .columns import find_label_column
-from .scoring import _check_labels
+from ._validation import check_float, check_labels
 
-__all__ = ["stratified_split_indices", "stratified_query_split"]
+__all__ = ["stratified_split_indices"]
 
 
 def stratified_split_indices(labels, *, fraction: float = 0.1, seed: int = 0):
@@ -34,7 +36,8 @@ def stratified_split_indices(labels, *, fraction: float = 0.1, seed: int = 0):
     >>> len(tr), len(q), sorted(set(np.asarray([0] * 10 + [1] * 20)[q].tolist()))
     (27, 3, [0, 1])
     """
-    lab = _check_labels(labels, "labels")
+    lab = check_labels(labels, "labels")
+    check_float("fraction", fraction)
     if not 0.0 < fraction < 1.0:
         raise ValueError(f"fraction == {fraction}, must be in (0, 1).")
     rng = np.random.default_rng(seed)
@@ -50,29 +53,3 @@ def stratified_split_indices(labels, *, fraction: float = 0.1, seed: int = 0):
     mask = np.ones(len(lab), dtype=bool)
     mask[q] = False
     return np.flatnonzero(mask).astype(np.int64), q
-
-
-def stratified_query_split(dataset, *, fraction: float = 0.1, seed: int = 0, label_column=None):
-    """Split a ``datasets.Dataset`` into ``(train_dataset, query_dataset)``, stratified by class.
-
-    Parameters
-    ----------
-    dataset : datasets.Dataset
-    fraction : float, default 0.1
-        Share of each class held out as the query set.
-    seed : int, default 0
-    label_column : str, optional
-        Found as ``labels``, then ``label``, when not given.
-
-    Examples
-    --------
-    >>> from datasets import Dataset
-    >>> ds = Dataset.from_dict({"x": list(range(40)), "label": [0, 1, 2, 3] * 10})
-    >>> train, query = stratified_query_split(ds, fraction=0.2, seed=0)
-    >>> len(train), len(query), sorted(set(query["label"]))
-    (32, 8, [0, 1, 2, 3])
-    """
-    col = find_label_column(dataset.column_names, label_column)
-    labels = np.asarray(dataset.with_format("numpy", columns=[col])[col][:])
-    train_idx, query_idx = stratified_split_indices(labels, fraction=fraction, seed=seed)
-    return dataset.select(train_idx), dataset.select(query_idx)

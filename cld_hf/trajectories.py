@@ -49,7 +49,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
-from .scoring import StreamingCLD, _check_labels, cld_scores, snapshot_window
+from ._validation import check_labels as _check_labels
+from .scoring import StreamingCLD, cld_scores, snapshot_window
 
 logger = logging.getLogger(__name__)
 

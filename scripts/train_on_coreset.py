@@ -70,7 +70,8 @@ def load_coreset(args: CoresetArguments):
     from datasets import load_from_disk
 
     from cld_hf import find_label_column, select_coreset
-    from cld_hf.selection import add_index_column, select_random_per_class
+    from cld_hf import add_index_column
+    from cld_hf.selection import select_random_per_class
 
     if (args.coreset is None) == (args.scored is None):
         raise SystemExit("Give exactly one of --coreset or --scored (with --fraction).")

@@ -50,7 +50,7 @@ import numpy as np
 import torch
 import yaml
 from datasets import ClassLabel, Dataset, Features, List, Value, load_dataset
-from cld_hf.selection import select_coreset
+from cld_hf import select_coreset
 
 def scored_dataset(n=10):
     # dPrune-style fixture: scores 0..n-1, two classes, a text column, 3-snapshot trajectories

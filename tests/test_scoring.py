@@ -258,7 +258,7 @@ def test_class_without_query_is_an_error_naming_classes_or_falls_back_to_global(
     np.testing.assert_allclose(fallback[tl != 3], reference_scores(train, tl, query[keep], ql[keep])[tl != 3], atol=1e-6)
     streamed = stream(train, tl, query[keep], ql[keep], missing_query_class="global").scores()
     np.testing.assert_allclose(streamed, fallback, atol=1e-6)
-    with pytest.raises(ValueError, match="must be 'error' or 'global'"):
+    with pytest.raises(ValueError, match=r"must be one of \['error', 'global'\]"):
         cld_scores(train, tl, query, ql, missing_query_class="zero")
 
 

@@ -47,7 +47,8 @@ from typing import Literal
 import numpy as np
 
 from ..selection import select_random_per_class, select_top_per_class
-from ._checks import SIGNALS, Signal, check_labels, missing_signal_error
+from .._validation import check_labels
+from .common import SIGNALS, Signal, missing_signal_error
 from .dynamics import (
     aum_scores,
     ccs_select,

@@ -15,13 +15,11 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._checks import (
+from .._validation import check_float, check_int, check_labels
+from .common import (
     check_array,
     check_bool_trajectory,
     check_budgets,
-    check_float,
-    check_int,
-    check_labels,
     check_unit_interval,
     check_window,
     columns,
@@ -411,7 +409,7 @@ def dual_beta_select(
     (8, [3, 5])
     """
     p = check_unit_interval(check_array(true_prob, "true_prob"), "true_prob")
-    lab = check_labels(labels, len(p))
+    lab = check_labels(labels, "labels", len(p), against="the signals")
     check_float("c_d", c_d, min_val=0.0, include_min=False)
     check_float("concentration", concentration, min_val=0.0, include_min=False)
     check_int("n_anchor", n_anchor, min_val=1)

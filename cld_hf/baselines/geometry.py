@@ -17,13 +17,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._checks import (
+from .._validation import check_choice, check_float, check_int, check_labels
+from .common import (
     check_array,
     check_budgets,
-    check_choice,
-    check_float,
-    check_int,
-    check_labels,
     check_probs,
     class_groups,
     hard_prune_pool,
@@ -101,7 +98,7 @@ def herding_select(labels, budgets: dict, embeddings, *, seed: int = 0) -> np.nd
     [0, 2, 3, 4]
     """
     x = _embeddings(embeddings)
-    lab = check_labels(labels, len(x))
+    lab = check_labels(labels, "labels", len(x), against="the signals")
     chosen = []
     for _, idx, k in check_budgets(budgets, lab):
         xc = x[idx]
@@ -162,7 +159,7 @@ def moderate_scores(embeddings, labels, *, center: str = "median") -> np.ndarray
     [-1.  0. -1.  0. -7.]
     """
     x = _embeddings(embeddings)
-    lab = check_labels(labels, len(x))
+    lab = check_labels(labels, "labels", len(x), against="the signals")
     check_choice("center", center, ("median", "mean"))
     scores = np.empty(len(x), dtype=np.float64)
     for idx in class_groups(lab).values():
@@ -216,7 +213,7 @@ def kcenter_select(labels, budgets: dict, embeddings, *, seed: int = 0) -> np.nd
     [3, 4]
     """
     x = _embeddings(embeddings)
-    lab = check_labels(labels, len(x))
+    lab = check_labels(labels, "labels", len(x), against="the signals")
     check_int("seed", seed, min_val=0)
     rng = np.random.default_rng(seed)
     chosen = []
@@ -327,7 +324,7 @@ def graphcut_select(
     [1, 2]
     """
     x = _embeddings(embeddings)
-    lab = check_labels(labels, len(x))
+    lab = check_labels(labels, "labels", len(x), against="the signals")
     check_float("lam", lam, min_val=0.0, include_min=False)
     check_choice("similarity", similarity, ("cosine", "rbf"))
     if gamma is not None:
@@ -436,7 +433,7 @@ def d2_select(
     """
     _sklearn()
     x = _embeddings(embeddings)
-    lab = check_labels(labels, len(x))
+    lab = check_labels(labels, "labels", len(x), against="the signals")
     sc = check_array(scores, "scores", ndim=1, n=len(x), layout="(N,)")
     check_int("n_neighbors", n_neighbors, min_val=1)
     check_float("gamma_forward", gamma_forward, min_val=0.0)
@@ -503,7 +500,7 @@ def cal_scores(embeddings, probs, labels, *, n_neighbors: int = 10) -> np.ndarra
     _sklearn()
     x = _embeddings(embeddings)
     p = check_probs(probs, "probs", n=len(x))
-    lab = check_labels(labels, len(x))
+    lab = check_labels(labels, "labels", len(x), against="the signals")
     check_int("n_neighbors", n_neighbors, min_val=1)
     logp = np.log(np.clip(p, 1e-12, 1.0))
     neg_entropy = np.einsum("ij,ij->i", p, logp)

@@ -19,12 +19,10 @@ import heapq
 
 import numpy as np
 
-from ._checks import (
+from .._validation import check_choice, check_float, check_labels
+from .common import (
     check_array,
     check_budgets,
-    check_choice,
-    check_float,
-    check_labels,
     check_probs,
     check_window,
     columns,
@@ -62,7 +60,7 @@ def _inputs(probs, embeddings, labels, *, ndim=2):
     p = check_probs(probs, "probs", ndim=ndim)
     layout = "(N, D)" if ndim == 2 else "(N, D) or (N, S, D)"
     h = check_array(embeddings, "embeddings", ndim=ndim, n=len(p), layout=layout)
-    lab = check_labels(labels, len(p))
+    lab = check_labels(labels, "labels", len(p), against="the signals")
     return p, h, lab
 
 
@@ -87,7 +85,7 @@ def el2n_from_probs(probs, labels) -> np.ndarray:
     [0.     0.7071]
     """
     p = check_probs(probs, "probs")
-    lab = check_labels(labels, len(p))
+    lab = check_labels(labels, "labels", len(p), against="the signals")
     return np.linalg.norm(_residuals(p, lab), axis=1).astype(np.float32)
 
 

@@ -45,7 +45,7 @@ def run(args) -> int:
     import logging
 
     from ..columns import INDEX_COLUMN, TRAJECTORY_COLUMN
-    from ..selection import add_cld_scores
+    from ..dataset_adapters import add_cld_scores
     from ..trajectories import LossTrajectories, trajectory_column
     from ._common import load_saved_dataset
 

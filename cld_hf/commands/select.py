@@ -44,7 +44,8 @@ def run(args) -> int:
     import numpy as np
 
     from ..columns import INDEX_COLUMN, find_label_column
-    from ..selection import class_budgets, select_coreset
+    from ..dataset_adapters import select_coreset
+    from ..selection import class_budgets
     from ._common import load_saved_dataset
 
     log = logging.getLogger("cld_hf.select")

@@ -1,4 +1,4 @@
-"""Input checks and small helpers shared by every baseline (written once, called everywhere).
+"""What every baseline shares: the signal registry, input checks, class groups, kNN helpers.
 
 Errors follow scikit-learn's ``check_scalar``: they name the argument, give the offending value
 and the bound, and say how to fix it.
@@ -6,16 +6,13 @@ and the bound, and say how to fix it.
 
 from __future__ import annotations
 
-import numbers
 from dataclasses import dataclass
 
 import numpy as np
 
-from ..scoring import _check_labels, snapshot_window
-from ..selection import check_budgets as _check_budgets
-
-# At most this many offending row indices are named in an error message.
-_MAX_NAMED = 10
+from .._validation import check_int, raise_non_finite
+from ..scoring import snapshot_window
+from ..selection import check_budgets as check_class_budgets
 
 
 @dataclass(frozen=True)
@@ -88,76 +85,17 @@ def missing_signal_error(method: str, signal: str, given) -> ValueError:
 
 
 # --------------------------------------------------------------------------------------------
-# Scalars
-# --------------------------------------------------------------------------------------------
-
-
-def check_int(name: str, value, *, min_val: int | None = None, max_val: int | None = None) -> int:
-    """``value`` as an int within the bounds, or a ``check_scalar``-style error."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name} must be an instance of int, not {type(value).__name__}.")
-    if min_val is not None and value < min_val:
-        raise ValueError(f"{name} == {value}, must be >= {min_val}.")
-    if max_val is not None and value > max_val:
-        raise ValueError(f"{name} == {value}, must be <= {max_val}.")
-    return int(value)
-
-
-def check_float(
-    name: str,
-    value,
-    *,
-    min_val: float | None = None,
-    max_val: float | None = None,
-    include_min: bool = True,
-    include_max: bool = True,
-) -> float:
-    """``value`` as a float within the bounds, or a ``check_scalar``-style error."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name} must be an instance of float, not {type(value).__name__}.")
-    value = float(value)
-    if not np.isfinite(value):
-        raise ValueError(f"{name} == {value}, must be a finite number.")
-    if min_val is not None and (value < min_val or (not include_min and value == min_val)):
-        raise ValueError(f"{name} == {value}, must be {'>=' if include_min else '>'} {min_val}.")
-    if max_val is not None and (value > max_val or (not include_max and value == max_val)):
-        raise ValueError(f"{name} == {value}, must be {'<=' if include_max else '<'} {max_val}.")
-    return value
-
-
-def check_choice(name: str, value, choices) -> str:
-    if value not in choices:
-        raise ValueError(f"{name} == {value!r}, must be one of {list(choices)}.")
-    return value
-
-
-# --------------------------------------------------------------------------------------------
 # Arrays
 # --------------------------------------------------------------------------------------------
 
 
-def check_labels(labels, n: int | None = None, *, against: str = "the signals") -> np.ndarray:
-    """Integer labels of shape (N,), with N == ``n`` when given."""
-    lab = _check_labels(labels, "labels")
-    if n is not None and len(lab) != n:
-        raise ValueError(
-            f"labels has {len(lab)} entries but {against} have {n} rows; pass one label per "
-            f"sample, from the same dataset in the same order as the recorded signals."
-        )
-    return lab
-
-
 def _raise_non_finite(name: str, arr: np.ndarray) -> None:
     bad = ~np.isfinite(arr)
-    if bad.ndim > 1:
-        rows = np.flatnonzero(bad.reshape(len(arr), -1).any(axis=1))
-    else:
-        rows = np.flatnonzero(bad)
-    raise ValueError(
-        f"{name} contains {int(bad.sum())} NaN or inf value(s) in {len(rows)} row(s); first row "
-        f"indices: {rows[:_MAX_NAMED].tolist()}. A baseline cannot rank them: find why the proxy "
-        f"produced them (e.g. a diverged run), record {name} again, or drop these rows first."
-    )
+    rows = np.flatnonzero(bad.reshape(len(arr), -1).any(axis=1)) if bad.ndim > 1 else (
+        np.flatnonzero(bad))
+    raise_non_finite(name, arr, rows, fix=(
+        f"A baseline cannot rank them: find why the proxy produced them (e.g. a diverged run), "
+        f"record {name} again, or drop these rows first."))
 
 
 def check_array(
@@ -283,7 +221,7 @@ def check_budgets(budgets, labels: np.ndarray) -> list[tuple[int, np.ndarray, in
     Returns ``[(class, row indices of the class (ascending), k_c), ...]`` for every class with
     ``k_c > 0``, in class order. Classes not named in ``budgets`` get 0.
     """
-    classes, _, k_of_class = _check_budgets(budgets, labels)
+    classes, _, k_of_class = check_class_budgets(budgets, labels)
     groups = class_groups(labels)
     return [(int(c), groups[int(c)], int(k)) for c, k in zip(classes, k_of_class) if k > 0]
 

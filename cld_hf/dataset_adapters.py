@@ -1,0 +1,238 @@
+"""``datasets`` adapters: the NumPy method applied to a ``datasets.Dataset``, in one place.
+
+- :func:`stratified_query_split`: the per-class query hold-out of a dataset;
+- :func:`add_index_column`, :func:`add_cld_scores`: columns with explicit features;
+- :func:`scored_dataset`: the one way a scored dataset is assembled (scores, optionally the
+  loss trajectories as ``List(Value("float32"), length=S)``), used by the recorder, the callback
+  and ``cld-hf score``;
+- :func:`select_coreset`: a class-balanced coreset through ``Dataset.select``;
+- :func:`column_values`: one column as a NumPy array, without decoding the other columns.
+
+``datasets`` is imported inside the functions, so importing this module stays light.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .columns import INDEX_COLUMN, SCORE_COLUMN, TRAJECTORY_COLUMN, find_label_column
+from .selection import Balance, select_top_per_class
+from .splits import stratified_split_indices
+
+__all__ = [
+    "column_values",
+    "add_index_column",
+    "add_cld_scores",
+    "scored_dataset",
+    "select_coreset",
+    "stratified_query_split",
+]
+
+
+def column_values(dataset, column: str) -> np.ndarray:
+    """One column of a ``datasets.Dataset`` as a NumPy array (no other column is read).
+
+    Examples
+    --------
+    >>> from datasets import Dataset
+    >>> column_values(Dataset.from_dict({"label": [2, 0], "x": ["a", "b"]}), "label").tolist()
+    [2, 0]
+    """
+    if column not in dataset.column_names:
+        raise ValueError(
+            f"Column {column!r} not in the dataset. Current columns in the dataset: "
+            f"{dataset.column_names}."
+        )
+    return np.asarray(dataset.with_format("numpy", columns=[column])[column][:])
+
+
+def stratified_query_split(dataset, *, fraction: float = 0.1, seed: int = 0, label_column=None):
+    """Split a ``datasets.Dataset`` into ``(train_dataset, query_dataset)``, stratified by class.
+
+    Parameters
+    ----------
+    dataset : datasets.Dataset
+    fraction : float, default 0.1
+        Share of each class held out as the query set.
+    seed : int, default 0
+    label_column : str, optional
+        Found as ``labels``, then ``label``, when not given.
+
+    Examples
+    --------
+    >>> from datasets import Dataset
+    >>> ds = Dataset.from_dict({"x": list(range(40)), "label": [0, 1, 2, 3] * 10})
+    >>> train, query = stratified_query_split(ds, fraction=0.2, seed=0)
+    >>> len(train), len(query), sorted(set(query["label"]))
+    (32, 8, [0, 1, 2, 3])
+    """
+    labels = column_values(dataset, find_label_column(dataset.column_names, label_column))
+    train_idx, query_idx = stratified_split_indices(labels, fraction=fraction, seed=seed)
+    return dataset.select(train_idx), dataset.select(query_idx)
+
+
+def select_coreset(
+    dataset,
+    *,
+    fraction: float | None = None,
+    size: int | None = None,
+    score_column: str = SCORE_COLUMN,
+    label_column: str | None = None,
+    balance: Balance = "equal",
+):
+    """The class-balanced coreset of a scored ``datasets.Dataset``, through ``Dataset.select``.
+
+    Each class keeps its ``k_c`` highest scores (:func:`~cld_hf.selection.select_top_per_class`). The coreset has a
+    ``sample_index`` column with each row's index in ``dataset``; if ``dataset`` already has one
+    (it is itself a selection), that column is kept, so the coreset always traces back to the
+    original source.
+
+    Parameters
+    ----------
+    dataset : datasets.Dataset
+        With a score column and a label column.
+    fraction, size, balance
+        See :func:`class_budgets`.
+    score_column : str, default "cld_score"
+    label_column : str, optional
+        Found as ``labels``, then ``label``, when not given.
+
+    Returns
+    -------
+    datasets.Dataset, rows in their original order.
+
+    Examples
+    --------
+    >>> from datasets import Dataset
+    >>> ds = Dataset.from_dict({"label": [0, 0, 0, 1, 1, 1],
+    ...                         "cld_score": [0.1, 0.9, 0.5, 0.5, 0.2, 0.8]})
+    >>> core = select_coreset(ds, size=4)
+    >>> core["sample_index"][:], core["cld_score"][:]
+    ([1, 2, 3, 5], [0.9, 0.5, 0.5, 0.8])
+    """
+    label_column = find_label_column(dataset.column_names, label_column)
+    scores = column_values(dataset, score_column)
+    labels = column_values(dataset, label_column)
+    indices = select_top_per_class(scores, labels, fraction=fraction, size=size, balance=balance)
+    if INDEX_COLUMN not in dataset.column_names:
+        dataset = add_index_column(dataset)
+    return dataset.select(indices)
+
+
+def add_index_column(dataset, *, column: str = INDEX_COLUMN):
+    """Add ``column`` (int64) holding each row's index, so later selections can be traced back.
+
+    Examples
+    --------
+    >>> from datasets import Dataset
+    >>> add_index_column(Dataset.from_dict({"x": [5, 6]}))["sample_index"][:]
+    [0, 1]
+    """
+    import datasets
+
+    if column in dataset.column_names:
+        raise ValueError(
+            f"Column {column!r} already exists; it already traces rows to their source. "
+            f"Pass another column= name to add a second index."
+        )
+    return dataset.add_column(
+        column, np.arange(len(dataset), dtype=np.int64), feature=datasets.Value("int64")
+    )
+
+
+def add_cld_scores(dataset, scores, *, column: str = SCORE_COLUMN, overwrite: bool = False):
+    """Add the CLD scores to ``dataset`` as a float32 feature.
+
+    Parameters
+    ----------
+    dataset : datasets.Dataset
+        The training set the scores were computed on, in the same row order.
+    scores : float array of shape (len(dataset),)
+    column : str, default "cld_score"
+    overwrite : bool, default False
+        Replace an existing column of that name.
+
+    Examples
+    --------
+    >>> from datasets import Dataset
+    >>> ds = add_cld_scores(Dataset.from_dict({"label": [0, 1]}), [0.25, -0.5])
+    >>> ds.features["cld_score"], ds["cld_score"][:]
+    (Value('float32'), [0.25, -0.5])
+    """
+    import datasets
+
+    sc = np.asarray(scores, dtype=np.float32)
+    if sc.ndim != 1 or len(sc) != len(dataset):
+        raise ValueError(
+            f"scores has shape {sc.shape} but the dataset has {len(dataset)} rows. Ensure the "
+            f"scores were computed on this dataset (same rows, same order)."
+        )
+    if column in dataset.column_names:
+        if not overwrite:
+            raise ValueError(
+                f"The dataset already has a column {column!r}; pass overwrite=True to replace "
+                f"it or column='<another name>' to keep both."
+            )
+        dataset = dataset.remove_columns(column)
+    return dataset.add_column(column, sc, feature=datasets.Value("float32"))
+
+
+def scored_dataset(dataset, scores, *, trajectory=None, overwrite: bool = False):
+    """``dataset`` + ``cld_score`` (float32) [+ ``loss_trajectory``]: a scored dataset.
+
+    The one way cld-hf assembles a scored dataset. A custom transform set on ``dataset``
+    (``with_transform``) is dropped, since it would hide the new columns; ``datasets`` flattens
+    an indices mapping (a dataset made by ``select``) to add the columns.
+
+    Parameters
+    ----------
+    dataset : datasets.Dataset
+        The training set the scores were computed on, in the same row order.
+    scores : float array of shape (len(dataset),)
+    trajectory : float array of shape (len(dataset), S), optional
+        The loss of each row at each snapshot, added as ``loss_trajectory``
+        (``List(Value("float32"), length=S)``, built from an Arrow ``FixedSizeListArray``).
+    overwrite : bool, default False
+        Replace existing ``cld_score`` / ``loss_trajectory`` columns instead of refusing.
+
+    Examples
+    --------
+    >>> from datasets import Dataset
+    >>> ds = Dataset.from_dict({"label": [0, 1]})
+    >>> scored = scored_dataset(ds, [0.5, -0.5], trajectory=[[2.0, 1.0, 0.5], [1.0, 1.5, 2.0]])
+    >>> scored.features["cld_score"], scored.features["loss_trajectory"]
+    (Value('float32'), List(Value('float32'), length=3))
+    """
+    import datasets
+
+    from .trajectories import trajectory_column
+
+    if not isinstance(dataset, datasets.Dataset):
+        raise TypeError(
+            f"dataset must be a datasets.Dataset, not {type(dataset).__name__}; without one, "
+            f"use the scores array itself."
+        )
+    if dataset.format.get("type") == "custom":
+        dataset = dataset.with_format(None)
+    columns = [SCORE_COLUMN] + ([TRAJECTORY_COLUMN] if trajectory is not None else [])
+    present = [c for c in columns if c in dataset.column_names]
+    if present and not overwrite:
+        raise ValueError(
+            f"The dataset already has the column(s) {present}; remove them "
+            f"(dataset.remove_columns({present!r})) or pass overwrite=True."
+        )
+    if present:
+        dataset = dataset.remove_columns(present)
+    dataset = add_cld_scores(dataset, scores)
+    if trajectory is not None:
+        matrix = np.asarray(trajectory, dtype=np.float32)
+        if matrix.ndim != 2 or len(matrix) != len(dataset):
+            raise ValueError(
+                f"trajectory has shape {matrix.shape}; it must be (len(dataset), S) = "
+                f"({len(dataset)}, S): one row per row of the dataset, one column per snapshot."
+            )
+        dataset = dataset.add_column(
+            TRAJECTORY_COLUMN, trajectory_column(matrix),
+            feature=datasets.List(datasets.Value("float32"), length=matrix.shape[1]),
+        )
+    return dataset
