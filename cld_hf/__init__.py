@@ -26,9 +26,12 @@ __version__ = "0.1.0"
 
 # name -> module, imported on first attribute access (PEP 562)
 _LAZY = {
+    "RecorderConfig": "recording.config",
     "LossRecorder": "recording",
     "IndexedDataset": "recording",
     "IndexCollator": "recording",
+    "IncompleteSnapshotError": "recording",
+    "place_by_index": "recording",
     "CLDCallback": "callback",
     "push_coreset_to_hub": "hub",
     "HubPushError": "hub",

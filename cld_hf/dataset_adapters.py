@@ -205,7 +205,7 @@ def scored_dataset(dataset, scores, *, trajectory=None, overwrite: bool = False)
     """
     import datasets
 
-    from .trajectories import trajectory_column
+    from .store_signals import trajectory_column
 
     if not isinstance(dataset, datasets.Dataset):
         raise TypeError(

@@ -1,36 +1,45 @@
-"""`LossTrajectories`: the on-disk store of per-sample loss snapshots, one Arrow file per snapshot.
+"""`LossTrajectories`: the one store of a recording, one checksummed Arrow file per snapshot.
 
 Layout of a store directory::
 
     store/
-      store.json                  format, version, N, Q, user metadata
+      store.json                  format, version, N, Q, streaming, identity, metadata
       labels.arrow                sample_index, split ("train"/"query"), label   (N + Q rows)
+      manifest.json               every file below with its size and SHA-256 (cld_hf.manifest)
       snapshot-00000.arrow        one float32 column "loss": N training then Q query losses,
                                   then one column per extra signal (e.g. "margin", "correct")
-      snapshot-00001.arrow        ... one file per snapshot, written atomically (tmp + rename)
+      snapshot-00001.arrow        ... one file per snapshot
       array-embeddings.safetensors  end-of-training arrays of the training samples (optional)
+      streaming-state-00016.safetensors  the StreamingCLD state (streaming stores, no snapshots)
+      scores.arrow                sample_index, label, cld_score (saved scores, optional)
 
-A snapshot file appears only when it is complete (written under a temporary name, then renamed),
-so a crash loses at most the snapshot being written. Reopening the directory picks up every
-complete snapshot. Storage is ``(N + Q) * S * 4`` bytes plus a few hundred bytes per file.
+Everything the recorder persists lives here: the snapshots, their epoch and step, the streaming
+scorer's state and the recorder's options (in ``metadata``); there is no second state file.
+
+Guarantees
+----------
+- Every file is written atomically (:mod:`cld_hf.fileio`): a crash loses at most the snapshot
+  being written; reopening picks up every complete one.
+- Opening checks the manifest against the directory (names and sizes); reading a file checks
+  its SHA-256. A missing, truncated, corrupted, duplicated or foreign file is a
+  :class:`~cld_hf.manifest.StoreIntegrityError` naming the file and the fix.
+- A store opened for reading (the default) never writes or deletes anything, so readers (a
+  notebook, ``cld-hf inspect``) are safe beside a writer and on read-only media. A store opened
+  with ``writable=True`` (or made by :meth:`LossTrajectories.create`) removes only files it
+  wrote itself: temporary files whose writer process is gone, and what :meth:`truncate` drops.
+
+Storage is ``(N + Q) * S * 4`` bytes plus a few hundred bytes per file. Sample ``i`` of the
+training set is row ``i`` of every snapshot: the store is keyed by the integer sample index,
+never by the order in which a data loader produced the samples.
 
 Extra signals
 -------------
 A snapshot may carry per-sample signals besides the loss (the training-dynamics signals of the
-baselines in :mod:`cld_hf.baselines`: ``correct``, ``true_prob``, ``margin``, ``el2n``, ...), as
-further columns of the same snapshot file, so that they land (and are lost in a crash, or dropped
-by :meth:`LossTrajectories.truncate`) together with their loss. A column has ``N + Q`` rows like
-``loss``; a signal recorded for the training samples only has nulls in its ``Q`` query rows.
-Floats are stored as float32 (4 bytes per row), booleans bit-packed (1 bit per row), plus a
-validity bitmap of ``(N + Q) / 8`` bytes when the query rows are null.
-Arrays that describe the end of training (``embeddings`` ``(N, D)``, ``probs`` ``(N, C)``) are
-``array-<name>.safetensors`` files (:meth:`LossTrajectories.save_array`), no pickle.
-
-The format stays version 1: a store without extra columns or arrays reads as before, and a
-reader that only knows the ``loss`` column reads a store with extra columns unchanged.
-
-Sample ``i`` of the training set is row ``i`` of every snapshot: the store is keyed by the
-integer sample index, never by the order in which a data loader produced the samples.
+baselines in :mod:`cld_hf.baselines`) as further columns of the same file, so they land (and are
+lost, or truncated) together with their loss. A column has ``N + Q`` rows; a signal recorded for
+the training samples only has nulls in its ``Q`` query rows. Floats are float32, booleans
+bit-packed. End-of-training arrays (``embeddings`` ``(N, D)``, ``probs`` ``(N, C)``) are
+``array-<name>.safetensors`` files, no pickle.
 
 This module uses NumPy and pyarrow; only :meth:`LossTrajectories.to_dataset` imports ``datasets``.
 """
@@ -39,9 +48,8 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import re
 import shutil
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -49,83 +57,63 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.ipc as ipc
 
-from ._validation import check_labels as _check_labels
+from ._validation import check_int, check_json, check_labels
+from .fileio import (
+    atomic_write,
+    atomic_write_bytes,
+    atomic_write_json,
+    is_abandoned_temp,
+    read_json,
+)
+from .manifest import (
+    ARRAY_RE,
+    MANIFEST,
+    SNAPSHOT_RE,
+    STATE_RE,
+    Manifest,
+    StoreIntegrityError,
+    bytes_sha256,
+    file_sha256,
+    snapshot_name,
+    state_name,
+    verify_bytes,
+)
 from .scoring import StreamingCLD, cld_scores, snapshot_window
+from .store_signals import SignalsMixin, check_array_name, trajectory_column
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["LossTrajectories", "trajectory_column"]
+__all__ = ["LossTrajectories", "trajectory_column", "StoreIntegrityError"]
 
 FORMAT_NAME = "cld-hf-loss-trajectories"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
 _META = "store.json"
 _LABELS = "labels.arrow"
-_SNAPSHOT_RE = re.compile(r"^snapshot-(\d{5,})\.arrow$")
-_ARRAY_RE = re.compile(r"^array-([A-Za-z_][A-Za-z0-9_]*)\.safetensors$")
-_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+_SCORES = "scores.arrow"
 _LOSS = "loss"
+_LEGACY_FILES = ("recorder.json",)  # written by cld-hf 0.1 beside a store
 
 
-def _array_name(name: str) -> str:
-    return f"array-{name}.safetensors"
-
-
-def _check_name(name, what: str) -> str:
-    if not isinstance(name, str) or not _NAME_RE.match(name) or name == _LOSS:
-        raise ValueError(
-            f"{what} name == {name!r}: use a Python identifier (letters, digits, '_') other "
-            f"than 'loss', e.g. 'margin'."
-        )
-    return name
-
-
-def _snapshot_name(index: int) -> str:
-    return f"snapshot-{index:05d}.arrow"
-
-
-def _write_atomic(path: Path, table: pa.Table) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with pa.OSFile(str(tmp), "wb") as sink, ipc.new_file(sink, table.schema) as writer:
+def _table_bytes(table: pa.Table) -> pa.Buffer:
+    sink = pa.BufferOutputStream()
+    with ipc.new_file(sink, table.schema) as writer:
         writer.write_table(table)
-    with open(tmp, "rb") as f:  # make the bytes durable before the rename makes them visible
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    return sink.getvalue()
 
 
-def _read_table(path: Path) -> pa.Table:
-    with pa.memory_map(str(path), "r") as source:
-        return ipc.open_file(source).read_all()
+class LossTrajectories(SignalsMixin):
+    """Training and query loss snapshots, persisted one checksummed file per snapshot.
 
-
-def trajectory_column(matrix: np.ndarray) -> pa.FixedSizeListArray:
-    """An Arrow ``FixedSizeListArray`` over an ``(N, S)`` float32 matrix, without Python lists.
-
-    This is the storage of a ``datasets`` feature ``List(Value("float32"), length=S)``.
-
-    Examples
-    --------
-    >>> col = trajectory_column(np.arange(6, dtype=np.float32).reshape(2, 3))
-    >>> col.type
-    FixedSizeListType(fixed_size_list<item: float>[3])
-    >>> col.to_pylist()
-    [[0.0, 1.0, 2.0], [3.0, 4.0, 5.0]]
-    """
-    m = np.ascontiguousarray(matrix, dtype=np.float32)
-    if m.ndim != 2:
-        raise ValueError(f"matrix must be 2-D (samples, snapshots), got shape {m.shape}.")
-    return pa.FixedSizeListArray.from_arrays(pa.array(m.reshape(-1)), m.shape[1])
-
-
-class LossTrajectories:
-    """Training and query loss snapshots, persisted one snapshot per file as they land.
-
-    Open an existing store with ``LossTrajectories(directory)``; make a new one with
-    :meth:`create`.
+    Open an existing store with ``LossTrajectories(directory)`` (read-only) or
+    ``LossTrajectories(directory, writable=True)``; make a new one with :meth:`create`.
 
     Parameters
     ----------
     directory : str or os.PathLike
         A directory written by :meth:`create`.
+    writable : bool, default False
+        Open for appending, truncating and saving arrays. Only a writable store ever changes
+        the directory (see the module docstring).
 
     Examples
     --------
@@ -143,43 +131,48 @@ class LossTrajectories:
     [1.0, 0.0, 1.0]
     """
 
-    def __init__(self, directory):
+    def __init__(self, directory, *, writable: bool = False):
         self.directory = Path(directory)
+        self.writable = bool(writable)
         meta_path = self.directory / _META
         if not meta_path.is_file():
             raise FileNotFoundError(
                 f"{self.directory} is not a loss-trajectory store (no {_META}). "
                 f"Create one with LossTrajectories.create(directory, train_labels, query_labels)."
             )
-        meta = json.loads(meta_path.read_text())
-        if meta.get("format") != FORMAT_NAME or meta.get("version", 0) > FORMAT_VERSION:
+        meta = read_json(meta_path)
+        if meta.get("format") != FORMAT_NAME or int(meta.get("version", 0)) > FORMAT_VERSION:
             raise ValueError(
                 f"{meta_path} has format {meta.get('format')!r} version {meta.get('version')}; "
                 f"this cld-hf reads {FORMAT_NAME!r} up to version {FORMAT_VERSION}. Upgrade cld-hf."
             )
         self.metadata: dict = meta.get("metadata", {})
+        self.identity: dict = meta.get("identity", {})
+        self.streaming: bool = bool(meta.get("streaming", False))
+        self.store_id: str | None = meta.get("store_id")
         self.num_train = int(meta["num_train"])
         self.num_query = int(meta["num_query"])
-        labels = _read_table(self.directory / _LABELS)
+        self._verified: dict[str, tuple[int, int]] = {}  # file -> (size, mtime_ns) checked
+        labels_entry = {"sha256": meta.get("labels_sha256")}
+        labels = self._read_verified_table(self.directory / _LABELS, labels_entry, "the labels")
         all_labels = labels.column("label").to_numpy()
+        if len(all_labels) != self.num_train + self.num_query:
+            raise StoreIntegrityError(
+                f"{self.directory / _LABELS} has {len(all_labels)} rows; {_META} says N + Q = "
+                f"{self.num_train + self.num_query}: the store's files come from different "
+                f"recordings. Record again into an empty directory.",
+                path=self.directory / _LABELS,
+            )
         self.train_labels = all_labels[: self.num_train]
         self.query_labels = all_labels[self.num_train :]
-        self._snapshot_info: list[dict] = []
-        self._signals: list[tuple[str, ...]] = []  # extra column names of each snapshot
-        self._recover()
+        self.refresh()
 
     # ---------------------------------------------------------------- construction / recovery
     @classmethod
-    def create(
-        cls,
-        directory,
-        train_labels,
-        query_labels,
-        *,
-        metadata: dict | None = None,
-        overwrite: bool = False,
-    ) -> LossTrajectories:
-        """Create an empty store for ``N`` training and ``Q`` query samples.
+    def create(cls, directory, train_labels, query_labels, *, metadata: dict | None = None,
+               identity: dict | None = None, streaming: bool = False,
+               overwrite: bool = False) -> LossTrajectories:
+        """Create an empty store for ``N`` training and ``Q`` query samples (opened writable).
 
         Parameters
         ----------
@@ -188,9 +181,14 @@ class LossTrajectories:
         train_labels, query_labels : int arrays of shape (N,) and (Q,)
             Class of each training / query sample, in sample-index order.
         metadata : dict, optional
-            JSON-serialisable information kept with the store (model name, query seed, ...).
+            JSON-serialisable information kept with the store (model name, options, ...).
+        identity : dict, optional
+            Which datasets the sample indices refer to (see :mod:`cld_hf.identity`).
+        streaming : bool, default False
+            The store keeps no snapshot files, only the streaming scorer's state.
         overwrite : bool, default False
-            Replace an existing store in ``directory``.
+            Replace an existing store in ``directory``: only the files that store wrote are
+            removed; other files in the directory stay.
 
         Examples
         --------
@@ -200,83 +198,140 @@ class LossTrajectories:
         (3, 2, 0)
         """
         directory = Path(directory)
-        tl = _check_labels(train_labels, "train_labels").astype(np.int64)
-        ql = _check_labels(query_labels, "query_labels").astype(np.int64)
+        tl = check_labels(train_labels, "train_labels").astype(np.int64)
+        ql = check_labels(query_labels, "query_labels").astype(np.int64)
+        metadata = check_json("metadata", metadata)
+        identity = check_json("identity", identity)
         if (directory / _META).exists():
             if not overwrite:
                 raise FileExistsError(
                     f"{directory} already holds a loss-trajectory store. Open it with "
                     f"LossTrajectories({str(directory)!r}), or pass overwrite=True to replace it."
                 )
-            for p in directory.iterdir():
-                if (p.name in (_META, _LABELS) or _SNAPSHOT_RE.match(p.name)
-                        or _ARRAY_RE.match(p.name) or p.suffix == ".tmp"):
-                    p.unlink()
+            cls(directory, writable=True).delete()
         directory.mkdir(parents=True, exist_ok=True)
-        labels = pa.table(
-            {
-                "sample_index": pa.array(
-                    np.concatenate([np.arange(len(tl)), np.arange(len(ql))]), pa.int64()
-                ),
-                "split": pa.array(["train"] * len(tl) + ["query"] * len(ql), pa.string())
-                .dictionary_encode(),
-                "label": pa.array(np.concatenate([tl, ql]), pa.int64()),
-            }
-        )
-        _write_atomic(directory / _LABELS, labels)
-        meta = {
-            "format": FORMAT_NAME,
-            "version": FORMAT_VERSION,
-            "num_train": int(len(tl)),
-            "num_query": int(len(ql)),
-            "metadata": metadata or {},
-        }
-        tmp = directory / (_META + ".tmp")
-        tmp.write_text(json.dumps(meta, indent=2))
-        os.replace(tmp, directory / _META)
-        return cls(directory)
+        labels = pa.table({
+            "sample_index": pa.array(np.concatenate([np.arange(len(tl)), np.arange(len(ql))]),
+                                     pa.int64()),
+            "split": pa.array(["train"] * len(tl) + ["query"] * len(ql), pa.string())
+            .dictionary_encode(),
+            "label": pa.array(np.concatenate([tl, ql]), pa.int64()),
+        })
+        labels_data = _table_bytes(labels)
+        atomic_write_bytes(directory / _LABELS, memoryview(labels_data))
+        Manifest().save(directory)
+        atomic_write_json(directory / _META, {
+            "format": FORMAT_NAME, "version": FORMAT_VERSION, "store_id": uuid.uuid4().hex,
+            "labels_sha256": bytes_sha256(labels_data),
+            "num_train": int(len(tl)), "num_query": int(len(ql)), "streaming": bool(streaming),
+            "identity": identity, "metadata": metadata,
+        })
+        return cls(directory, writable=True)
 
-    def _recover(self) -> None:
-        """Find the complete snapshots; drop temporary files a crash left behind."""
-        indices = []
-        for p in self.directory.iterdir():
-            if p.name.endswith(".tmp"):
-                logger.warning("Removing incomplete snapshot file %s (interrupted write).", p)
-                p.unlink()
-                continue
-            m = _SNAPSHOT_RE.match(p.name)
-            if m:
-                indices.append(int(m.group(1)))
-        indices.sort()
+    def refresh(self) -> None:
+        """Re-read the manifest (a reader beside a writer sees the snapshots added since)."""
+        names = {p.name for p in self.directory.iterdir()}
+        if MANIFEST in names:
+            manifest = Manifest.load(self.directory)
+        else:
+            manifest = self._legacy_manifest(names)
+        last = manifest.snapshots[-1] if manifest.snapshots else None
+        if last is not None and not last.get("complete", True):
+            if last["file"] in names and file_sha256(self.directory / last["file"]) == last["sha256"]:
+                last["complete"] = True  # written before the crash: its checksum was recorded
+            else:
+                manifest.snapshots.pop()  # never written: the snapshot being written is lost
+                names.discard(last["file"])
+        manifest.check_directory(self.directory, names=names)
+        self._manifest = manifest
+        if self.writable:
+            self._recover_writer(names)
+
+    def _legacy_manifest(self, names) -> Manifest:
+        """The manifest of a format-1 store (cld-hf 0.1), built from its files (no checksums)."""
+        manifest = Manifest()
+        indices = sorted(int(m.group(1)) for n in names if (m := SNAPSHOT_RE.match(n)))
         if indices != list(range(len(indices))):
-            raise ValueError(
+            raise StoreIntegrityError(
                 f"{self.directory} has snapshot files {indices}, which are not numbered 0..S-1 "
-                f"without gaps. Remove the files after the first gap (truncate the store) and "
-                f"record those snapshots again."
+                f"without gaps. Remove the files after the first gap and record those snapshots "
+                f"again.", path=self.directory,
             )
-        self._snapshot_info, self._signals = [], []
         for i in indices:
-            info, names = self._read_info(i)
-            self._snapshot_info.append(info)
-            self._signals.append(names)
+            path = self.directory / snapshot_name(i)
+            with pa.memory_map(str(path), "r") as source:
+                schema = ipc.open_file(source).schema
+            info = json.loads((schema.metadata or {}).get(b"cld_hf", b"{}"))
+            manifest.snapshots.append({
+                "index": i, "epoch": info.get("epoch"), "step": info.get("step"),
+                "file": path.name, "bytes": path.stat().st_size, "sha256": None,
+                "columns": [n for n in schema.names if n != _LOSS], "complete": True})
+        for n in sorted(names):
+            m = ARRAY_RE.match(n)
+            if m:
+                from safetensors import safe_open
 
-    def _read_info(self, index: int) -> tuple[dict, tuple[str, ...]]:
-        """The snapshot's ``{"index", "epoch", "step"}`` and the names of its extra columns."""
-        with pa.memory_map(str(self._path(index)), "r") as source:
-            schema = ipc.open_file(source).schema
-        raw = (schema.metadata or {}).get(b"cld_hf", b"{}")
-        info = json.loads(raw)
-        info.pop("signals", None)
-        return info, tuple(n for n in schema.names if n != _LOSS)
+                with safe_open(str(self.directory / n), framework="numpy") as f:
+                    taken = int((f.metadata() or {}).get("num_snapshots", 0))
+                manifest.arrays[m.group(1)] = {"file": n, "bytes": None, "sha256": None,
+                                               "num_snapshots": taken}
+        return manifest
 
-    def _path(self, index: int) -> Path:
-        return self.directory / _snapshot_name(index)
+    def _recover_writer(self, names) -> None:
+        """Writable open: drop temporary files whose writer is gone; give a format-1 store its
+        manifest (checksums of its files as they are now)."""
+        for name in names:
+            if is_abandoned_temp(name):
+                logger.warning("Removing %s: a temporary file of a writer that no longer runs.",
+                               self.directory / name)
+                (self.directory / name).unlink(missing_ok=True)
+        if MANIFEST not in names:
+            for entry in [*self._manifest.snapshots, *self._manifest.arrays.values()]:
+                path = self.directory / entry["file"]
+                entry["bytes"], entry["sha256"] = path.stat().st_size, file_sha256(path)
+            self._save_manifest()
+            meta = read_json(self.directory / _META)
+            meta.update(version=FORMAT_VERSION, store_id=meta.get("store_id") or uuid.uuid4().hex)
+            atomic_write_json(self.directory / _META, meta)
+            logger.info("Upgraded the store %s to format %d (a manifest with checksums).",
+                        self.directory, FORMAT_VERSION)
+
+    def _save_manifest(self) -> None:
+        self._manifest.save(self.directory)
+
+    def _check_writable(self, what: str) -> None:
+        if not self.writable:
+            raise PermissionError(
+                f"{what} changes the store {str(self.directory)!r}, which was opened read-only. "
+                f"Open it with LossTrajectories({str(self.directory)!r}, writable=True)."
+            )
+
+    def delete(self) -> None:
+        """Remove every file this store wrote (and nothing else) from its directory.
+
+        Examples
+        --------
+        >>> import os, tempfile
+        >>> d = tempfile.mkdtemp(); _ = open(os.path.join(d, "notes.txt"), "w").write("mine")
+        >>> LossTrajectories.create(d, [0], [0]).delete()
+        >>> os.listdir(d)
+        ['notes.txt']
+        """
+        self._check_writable("delete()")
+        names = self._manifest.listed_files() | {_META, _LABELS, MANIFEST, *_LEGACY_FILES}
+        for p in self.directory.iterdir():
+            if p.name in names or is_abandoned_temp(p.name) or (
+                    MANIFEST not in names and (SNAPSHOT_RE.match(p.name) or ARRAY_RE.match(p.name)
+                                               or STATE_RE.match(p.name) or p.name == _SCORES)):
+                p.unlink(missing_ok=True)
+        self._manifest = Manifest()
 
     # ---------------------------------------------------------------- writing
     def append(self, train_losses, query_losses, *, epoch=None, step=None, signals=None) -> int:
         """Persist one snapshot: ``(N,)`` training losses, ``(Q,)`` query losses, extra signals.
 
-        The file is complete on disk when this returns. Returns the snapshot's index.
+        The file is complete on disk, and listed with its checksum, when this returns. Returns
+        the snapshot's index.
 
         Parameters
         ----------
@@ -288,11 +343,9 @@ class LossTrajectories:
         step : int, optional
             Global optimisation step of the snapshot.
         signals : mapping of str to array, optional
-            Extra per-sample values of this snapshot, one column each (see the module
-            docstring): an array of shape ``(N,)`` holds the training samples only (the query
-            rows are stored as nulls), one of shape ``(N + Q,)`` the training then the query
-            samples, like the losses. Booleans stay booleans; other real values are stored as
-            float32. Read them back with :meth:`train_signal`.
+            Extra per-sample values of this snapshot, one column each: shape ``(N,)`` for the
+            training samples only (the query rows are stored as nulls) or ``(N + Q,)``.
+            Booleans stay booleans; other real values are stored as float32.
 
         Examples
         --------
@@ -305,6 +358,10 @@ class LossTrajectories:
         >>> store.train_signal("correct", snapshots=[1]).tolist()
         [[True], [False]]
         """
+        self._check_writable("append()")
+        if self.streaming:
+            raise ValueError("This store streams (streaming=True): it keeps no snapshot files; "
+                             "use append_streamed().")
         tr = np.asarray(train_losses, dtype=np.float32)
         qr = np.asarray(query_losses, dtype=np.float32)
         if tr.shape != (self.num_train,) or qr.shape != (self.num_query,):
@@ -327,12 +384,101 @@ class LossTrajectories:
         fields = [pa.field(_LOSS, pa.float32())] + [
             pa.field(name, col.type) for name, col in columns.items()]
         schema = pa.schema(fields, metadata={"cld_hf": json.dumps(info)})
-        table = pa.Table.from_arrays(
-            [pa.array(np.concatenate([tr, qr])), *columns.values()], schema=schema)
-        _write_atomic(self._path(index), table)
-        self._snapshot_info.append(info)
-        self._signals.append(tuple(columns))
+        data = _table_bytes(pa.Table.from_arrays(
+            [pa.array(np.concatenate([tr, qr])), *columns.values()], schema=schema))
+        entry = {**info, "file": snapshot_name(index), "bytes": data.size,
+                 "sha256": bytes_sha256(data), "columns": list(columns), "complete": False}
+        self._manifest.snapshots.append(entry)
+        self._save_manifest()  # pending: its checksum is known before the file lands
+        atomic_write_bytes(self.directory / entry["file"], memoryview(data))
+        entry["complete"] = True
+        self._save_manifest()
         return index
+
+    def append_streamed(self, state: dict, *, epoch=None, step=None) -> int:
+        """Record a snapshot of a streaming store: its epoch and step, and the scorer ``state``
+        after it (``StreamingCLD.state_dict()``), as ``streaming-state-<S>.safetensors``.
+
+        Only the latest state and the pinned ones (:meth:`pin_streaming_state`) are kept.
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> store = LossTrajectories.create(tempfile.mkdtemp(), [0, 1], [0, 1], streaming=True)
+        >>> scorer = StreamingCLD([0, 1], [0, 1]); scorer.update([1.0, 2.0], [1.0, 2.0])
+        >>> store.append_streamed(scorer.state_dict(), epoch=0)
+        0
+        >>> store.load_streaming_state(1)["num_updates"]
+        1
+        """
+        self._check_writable("append_streamed()")
+        if not self.streaming:
+            raise ValueError("append_streamed() is for streaming stores; use append().")
+        index = self.num_snapshots
+        self._manifest.snapshots.append({
+            "index": index, "epoch": None if epoch is None else float(epoch),
+            "step": None if step is None else int(step), "file": None, "complete": True})
+        self._save_state(index + 1, state)
+        self._prune_states()
+        self._save_manifest()
+        return index
+
+    def _save_state(self, num_snapshots: int, state: dict) -> None:
+        from safetensors.numpy import save
+
+        state = dict(state)
+        counters = {k: str(int(state.pop(k))) for k in list(state)
+                    if not isinstance(state[k], np.ndarray)}
+        data = save({k: np.ascontiguousarray(v) for k, v in state.items()}, metadata=counters)
+        name = state_name(num_snapshots)
+        atomic_write_bytes(self.directory / name, data)
+        self._manifest.states[str(num_snapshots)] = {"file": name, "bytes": len(data),
+                                                     "sha256": bytes_sha256(data)}
+
+    def _prune_states(self) -> None:
+        keep = {self.num_snapshots, *self._manifest.pinned}
+        for key in [k for k in self._manifest.states if int(k) not in keep]:
+            entry = self._manifest.states.pop(key)
+            self._save_manifest()
+            (self.directory / entry["file"]).unlink(missing_ok=True)
+
+    def pin_streaming_state(self, num_snapshots: int | None = None) -> None:
+        """Keep the streaming state after ``num_snapshots`` (default: now) until a rewind drops
+        it: a checkpoint refers to it."""
+        self._check_writable("pin_streaming_state()")
+        n = self.num_snapshots if num_snapshots is None else int(num_snapshots)
+        if n and str(n) not in self._manifest.states:
+            raise KeyError(f"No streaming state after {n} snapshots in {str(self.directory)!r}; "
+                           f"states kept: {self.streaming_state_counts}.")
+        if n not in self._manifest.pinned:
+            self._manifest.pinned.append(n)
+            self._save_manifest()
+
+    @property
+    def streaming_state_counts(self) -> list[int]:
+        """After how many snapshots a streaming state is kept."""
+        return sorted(int(k) for k in self._manifest.states)
+
+    def load_streaming_state(self, num_snapshots: int) -> dict:
+        """The streaming scorer's state after ``num_snapshots`` snapshots (checksum verified)."""
+        from safetensors.numpy import load
+
+        entry = self._manifest.states.get(str(int(num_snapshots)))
+        if entry is None:
+            raise FileNotFoundError(
+                f"No streaming state after {num_snapshots} snapshots in {str(self.directory)!r}: "
+                f"states are kept for the latest snapshot and for those a checkpoint pinned "
+                f"({self.streaming_state_counts}). Rewind to one of those."
+            )
+        path = self.directory / entry["file"]
+        data = path.read_bytes()
+        verify_bytes(data, entry, path, f"streaming state after {num_snapshots} snapshots")
+        from safetensors import safe_open
+
+        state = dict(load(data))
+        with safe_open(str(path), framework="numpy") as f:
+            state.update({k: int(v) for k, v in (f.metadata() or {}).items()})
+        return state
 
     def _signal_columns(self, signals) -> dict[str, pa.Array]:
         """Arrow columns of ``N + Q`` rows for :meth:`append`'s ``signals``."""
@@ -346,7 +492,7 @@ class LossTrajectories:
         n, q = self.num_train, self.num_query
         out = {}
         for name, values in signals.items():
-            _check_name(name, "signal")
+            check_array_name(name)
             a = np.asarray(values)
             if a.ndim != 1 or len(a) not in (n, n + q):
                 raise ValueError(
@@ -372,6 +518,8 @@ class LossTrajectories:
     def truncate(self, num_snapshots: int) -> None:
         """Keep only the first ``num_snapshots`` snapshots (e.g. to resume from a checkpoint).
 
+        Arrays and saved scores taken after them, and streaming states after them, go too.
+
         Examples
         --------
         >>> import tempfile
@@ -381,33 +529,72 @@ class LossTrajectories:
         >>> store.truncate(2); store.num_snapshots
         2
         """
-        if not 0 <= num_snapshots <= self.num_snapshots:
-            raise ValueError(
-                f"num_snapshots == {num_snapshots}, must be between 0 and the "
-                f"{self.num_snapshots} snapshots held."
-            )
-        for name, taken_at in self._array_snapshots().items():  # taken after the kept ones
-            if taken_at > num_snapshots:
-                (self.directory / _array_name(name)).unlink()
-        for i in range(self.num_snapshots - 1, num_snapshots - 1, -1):  # newest first
-            self._path(i).unlink()
-        del self._snapshot_info[num_snapshots:]
-        del self._signals[num_snapshots:]
+        self._check_writable("truncate()")
+        check_int("num_snapshots", num_snapshots, min_val=0, max_val=self.num_snapshots)
+        m = self._manifest
+        dropped = [s["file"] for s in m.snapshots[num_snapshots:] if s.get("file")]
+        dropped += [m.arrays.pop(k)["file"] for k in [k for k, a in m.arrays.items()
+                                                      if a["num_snapshots"] > num_snapshots]]
+        dropped += [m.states.pop(k)["file"] for k in [k for k in m.states
+                                                      if int(k) > num_snapshots]]
+        if m.scores and m.scores["num_snapshots"] > num_snapshots:
+            dropped.append(m.scores["file"])
+            m.scores = None
+        del m.snapshots[num_snapshots:]
+        m.pinned = [p for p in m.pinned if p <= num_snapshots]
+        self._save_manifest()  # first the manifest: a crash now leaves unlisted files only
+        for name in dropped:
+            (self.directory / name).unlink(missing_ok=True)
 
     # ---------------------------------------------------------------- reading
     @property
     def num_snapshots(self) -> int:
-        return len(self._snapshot_info)
+        return len(self._manifest.snapshots)
 
     @property
     def snapshot_info(self) -> list[dict]:
         """Per snapshot: ``{"index", "epoch", "step"}`` as given to :meth:`append`."""
-        return [dict(i) for i in self._snapshot_info]
+        return [{k: s.get(k) for k in ("index", "epoch", "step")} for s in self._manifest.snapshots]
 
     @property
     def nbytes(self) -> int:
-        """Bytes the store takes on disk (labels, metadata and snapshots)."""
-        return sum(p.stat().st_size for p in self.directory.iterdir() if p.is_file())
+        """Bytes the store's own files take on disk."""
+        names = self._manifest.listed_files() | {_META, _LABELS, MANIFEST}
+        return sum((self.directory / n).stat().st_size for n in names
+                   if (self.directory / n).is_file())
+
+    def _read_verified_table(self, path: Path, entry: dict | None, what: str) -> pa.Table:
+        try:
+            with pa.memory_map(str(path), "r") as source:
+                buffer = source.read_buffer()
+        except FileNotFoundError:
+            raise StoreIntegrityError(f"{path} ({what}) is missing from the store.",
+                                      path=path) from None
+        if entry is not None:
+            stat = path.stat()
+            key = (stat.st_size, stat.st_mtime_ns)
+            if self._verified.get(path.name) != key:
+                verify_bytes(buffer, entry, path, what)
+                self._verified[path.name] = key
+        try:
+            return ipc.open_file(buffer).read_all()
+        except pa.ArrowInvalid as err:
+            raise StoreIntegrityError(
+                f"{path} ({what}) is not a readable Arrow file ({err}): it is damaged. Restore "
+                f"it, or rewind the store to before it and record it again.", path=path,
+            ) from None
+
+    def _snapshot_table(self, index: int) -> pa.Table:
+        if not 0 <= index < self.num_snapshots:
+            raise IndexError(f"snapshot {index} out of range: the store holds {self.num_snapshots}.")
+        entry = self._manifest.snapshots[index]
+        if entry.get("file") is None:
+            raise ValueError(
+                "This store streamed its snapshots (streaming=True): it keeps no losses, only "
+                "the scorer's state. Record with streaming=False to keep the trajectories."
+            )
+        return self._read_verified_table(self.directory / entry["file"], entry,
+                                         f"snapshot {index}")
 
     def snapshot(self, index: int) -> tuple[np.ndarray, np.ndarray]:
         """``(train_losses, query_losses)`` of one snapshot, memory-mapped, read-only.
@@ -420,219 +607,38 @@ class LossTrajectories:
         >>> [a.tolist() for a in store.snapshot(0)]
         [[0.5, 0.699999988079071], [0.8999999761581421]]
         """
-        if not 0 <= index < self.num_snapshots:
-            raise IndexError(f"snapshot {index} out of range: the store holds {self.num_snapshots}.")
-        loss = _read_table(self._path(index)).column("loss").to_numpy()
+        loss = self._snapshot_table(index).column(_LOSS).to_numpy()
         return loss[: self.num_train], loss[self.num_train :]
 
-    @property
-    def signal_names(self) -> list[str]:
-        """Names of the extra signals carried by every snapshot (empty for a loss-only store).
-
-        Examples
-        --------
-        >>> import tempfile
-        >>> store = LossTrajectories.create(tempfile.mkdtemp(), [0, 1], [1])
-        >>> _ = store.append([0.5, 0.7], [0.9], signals={"margin": [1.0, -2.0]})
-        >>> store.signal_names
-        ['margin']
-        """
-        if not self._signals:
-            return []
-        common = set(self._signals[0]).intersection(*self._signals[1:])
-        return [n for n in self._signals[0] if n in common]
-
-    def _columns(self, snapshots) -> list[int]:
-        cols = list(range(self.num_snapshots)) if snapshots is None else [int(i) for i in snapshots]
-        for i in cols:
-            if not 0 <= i < self.num_snapshots:
-                raise IndexError(
-                    f"snapshot {i} out of range: the store holds {self.num_snapshots}."
-                )
-        return cols
-
-    def _signal_matrix(self, name: str, part: int, snapshots) -> np.ndarray:
-        cols = self._columns(snapshots)
-        lacking = [i for i in cols if name not in self._signals[i]]
-        if lacking:
-            raise KeyError(
-                f"Signal {name!r} is not in snapshot(s) {lacking[:10]} of {str(self.directory)!r} "
-                f"(signals in every snapshot: {self.signal_names}). Record it with "
-                f"LossRecorder(..., signals=[{name!r}]) or CLDCallback(..., signals=[{name!r}])."
-            )
-        start, rows = (0, self.num_train) if part == 0 else (self.num_train, self.num_query)
-        arrays = []
-        for i in cols:
-            col = _read_table(self._path(i)).column(name).slice(start, rows)
-            if col.null_count:
-                raise ValueError(
-                    f"Signal {name!r} of snapshot {i} was recorded for the training samples "
-                    f"only: it has no query values. Use train_signal({name!r})."
-                )
-            arrays.append(col.to_numpy())
-        if not arrays:
-            return np.zeros((rows, 0), dtype=np.float32)
-        return np.stack(arrays, axis=1)
-
-    def train_signal(self, name: str, snapshots=None) -> np.ndarray:
-        """The ``(N, S)`` matrix of one extra signal of the training samples.
-
-        Row = sample index, column = snapshot (all of them, or those in ``snapshots``); dtype
-        bool for boolean signals, else float32.
-
-        Raises
-        ------
-        KeyError
-            When a requested snapshot does not carry the signal (the message lists those that
-            every snapshot carries).
-
-        Examples
-        --------
-        >>> import tempfile
-        >>> store = LossTrajectories.create(tempfile.mkdtemp(), [0, 1], [1])
-        >>> for t in range(3):
-        ...     _ = store.append([1.0, 2.0], [0.5], signals={"margin": [t, -t]})
-        >>> store.train_signal("margin")
-        array([[ 0.,  1.,  2.],
-               [ 0., -1., -2.]], dtype=float32)
-        """
-        return self._signal_matrix(name, 0, snapshots)
-
-    def query_signal(self, name: str, snapshots=None) -> np.ndarray:
-        """The ``(Q, S)`` matrix of a signal recorded for the query samples too.
-
-        Examples
-        --------
-        >>> import tempfile
-        >>> store = LossTrajectories.create(tempfile.mkdtemp(), [0, 1], [1])
-        >>> _ = store.append([1.0, 2.0], [0.5], signals={"correct": [True, False, True]})
-        >>> store.query_signal("correct").tolist()
-        [[True]]
-        """
-        return self._signal_matrix(name, 1, snapshots)
-
-    # ---------------------------------------------------------------- end-of-training arrays
-    def save_array(self, name: str, array) -> Path:
-        """Store an array of the training samples, e.g. the final ``embeddings`` ``(N, D)``.
-
-        Written atomically as ``array-<name>.safetensors`` (no pickle), with the number of
-        snapshots recorded when it was taken: :meth:`truncate` to fewer snapshots removes it, as
-        it then describes a later point of training than the store.
-
-        Parameters
-        ----------
-        name : str
-            A Python identifier, e.g. ``"embeddings"`` or ``"probs"``.
-        array : array of shape (N, ...)
-            Row ``i`` describes training sample ``i``; bool or real (stored as float32).
-
-        Examples
-        --------
-        >>> import tempfile
-        >>> store = LossTrajectories.create(tempfile.mkdtemp(), [0, 1], [1])
-        >>> store.save_array("probs", [[0.75, 0.25], [0.5, 0.5]]).name
-        'array-probs.safetensors'
-        >>> store.load_array("probs").tolist(), store.array_names
-        ([[0.75, 0.25], [0.5, 0.5]], ['probs'])
-        """
-        from safetensors.numpy import save_file
-
-        _check_name(name, "array")
-        a = np.asarray(array)
-        if a.ndim < 1 or a.shape[0] != self.num_train:
-            raise ValueError(
-                f"array {name!r} has shape {a.shape}; it must have one row per training sample "
-                f"(N={self.num_train}), row i = sample i."
-            )
-        if a.dtype != bool and not (np.issubdtype(a.dtype, np.floating)
-                                    or np.issubdtype(a.dtype, np.integer)):
-            raise TypeError(f"array {name!r} has dtype {a.dtype}; pass booleans or real numbers.")
-        a = np.ascontiguousarray(a if a.dtype == bool else a.astype(np.float32))
-        path = self.directory / _array_name(name)
-        tmp = path.with_name(path.name + ".tmp")
-        save_file({name: a}, str(tmp), metadata={"num_snapshots": str(self.num_snapshots)})
-        os.replace(tmp, path)
-        return path
-
-    def load_array(self, name: str) -> np.ndarray:
-        """An array stored with :meth:`save_array`.
-
-        Examples
-        --------
-        >>> import tempfile
-        >>> store = LossTrajectories.create(tempfile.mkdtemp(), [0, 1], [1])
-        >>> store.load_array("embeddings")
-        Traceback (most recent call last):
-        ...
-        KeyError: "No array 'embeddings' in the store ... arrays there: []. ..."
-        """
-        from safetensors import safe_open
-
-        path = self.directory / _array_name(name)
-        if not path.is_file():
-            raise KeyError(
-                f"No array {name!r} in the store {str(self.directory)!r}; arrays there: "
-                f"{self.array_names}. Record it with LossRecorder(..., signals=[{name!r}]) and "
-                f"record(model, final=True) (or recorder.record_final_features(model))."
-            )
-        with safe_open(str(path), framework="numpy") as f:
-            return f.get_tensor(name)
-
-    @property
-    def array_names(self) -> list[str]:
-        """Names of the arrays stored with :meth:`save_array`, sorted."""
-        return sorted(m.group(1) for p in self.directory.iterdir()
-                      if (m := _ARRAY_RE.match(p.name)))
-
-    def array_snapshot(self, name: str) -> int:
-        """How many snapshots the store held when the array ``name`` was saved.
+    def verify(self) -> dict:
+        """Check every file against its checksum; returns what was checked, raises
+        :class:`~cld_hf.manifest.StoreIntegrityError` on the first mismatch.
 
         Examples
         --------
         >>> import tempfile
         >>> store = LossTrajectories.create(tempfile.mkdtemp(), [0, 1], [1])
         >>> _ = store.append([0.5, 0.7], [0.9])
-        >>> _ = store.save_array("probs", [[0.75, 0.25], [0.5, 0.5]])
-        >>> store.array_snapshot("probs")
+        >>> store.verify()["snapshots"]
         1
         """
-        from safetensors import safe_open
-
-        path = self.directory / _array_name(name)
-        if not path.is_file():
-            raise KeyError(f"No array {name!r} in the store; arrays there: {self.array_names}.")
-        with safe_open(str(path), framework="numpy") as f:
-            return int((f.metadata() or {}).get("num_snapshots", 0))
-
-    def _array_snapshots(self) -> dict[str, int]:
-        return {name: self.array_snapshot(name) for name in self.array_names}
-
-    def signal_nbytes(self) -> dict[str, int]:
-        """Bytes each part of the recording takes: ``loss``, every extra signal, every array.
-
-        For the snapshot columns, the Arrow buffers summed over the snapshots (values, and the
-        validity bitmap of a training-only signal); for an array, its file. The few hundred
-        bytes of framing per snapshot file are not attributed.
-
-        Examples
-        --------
-        >>> import tempfile
-        >>> store = LossTrajectories.create(tempfile.mkdtemp(), list(range(8)), [0])
-        >>> for t in range(2):
-        ...     _ = store.append(np.ones(8), [1.0], signals={"correct": np.ones(8, bool),
-        ...                                                  "margin": np.ones(8)})
-        >>> sizes = store.signal_nbytes()
-        >>> sizes["loss"], sizes["margin"], sizes["correct"]   # 9 x 4 B; + bitmap; bits
-        (72, 76, 8)
-        """
-        sizes: dict[str, int] = {_LOSS: 0}
-        for i in range(self.num_snapshots):
-            table = _read_table(self._path(i))
-            for name in table.column_names:
-                sizes[name] = sizes.get(name, 0) + int(table.column(name).nbytes)
-        for name in self.array_names:
-            sizes[name] = (self.directory / _array_name(name)).stat().st_size
-        return sizes
+        self._verified.clear()
+        self.refresh()
+        m = self._manifest
+        unchecked = []
+        for i, s in enumerate(m.snapshots):
+            if s.get("file"):
+                self._snapshot_table(i)
+                if s.get("sha256") is None:
+                    unchecked.append(s["file"])
+        for entry in [*m.arrays.values(), *m.states.values(), *([m.scores] if m.scores else [])]:
+            path = self.directory / entry["file"]
+            verify_bytes(path.read_bytes(), entry, path, entry["file"])
+            if entry.get("sha256") is None:
+                unchecked.append(entry["file"])
+        return {"snapshots": self.num_snapshots, "arrays": len(m.arrays),
+                "streaming_states": len(m.states), "scores": m.scores is not None,
+                "without_checksum": unchecked}
 
     def iter_snapshots(self, snapshots=None) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Yield ``(train_losses, query_losses)`` per snapshot, one file in memory at a time."""
@@ -661,7 +667,8 @@ class LossTrajectories:
         """CLD scores of the training samples from the stored snapshots.
 
         With ``streaming=True`` the snapshots are read one at a time into :class:`StreamingCLD`
-        (memory O(N) instead of the full ``(N, S)`` trajectory). Other keywords go to
+        (memory O(N) instead of the full ``(N, S)`` trajectory). A streaming store gives the
+        scores of its latest scorer state. Other keywords go to
         :func:`~cld_hf.scoring.cld_scores` / :class:`~cld_hf.scoring.StreamingCLD`.
 
         Examples
@@ -673,6 +680,14 @@ class LossTrajectories:
         >>> store.scores().tolist(), store.scores(streaming=True).tolist()
         ([1.0, -1.0], [1.0, -1.0])
         """
+        if self.streaming:
+            if first is not None or every != 1:
+                raise ValueError("first= and every= need the stored trajectory; this store "
+                                 "streamed its snapshots (streaming=True).")
+            scorer = StreamingCLD(self.train_labels, self.query_labels, **kwargs)
+            if self.num_snapshots:
+                scorer.load_state_dict(self.load_streaming_state(self.num_snapshots))
+            return scorer.scores()
         cols = snapshot_window(self.num_snapshots, first=first, every=every)
         if streaming:
             scorer = StreamingCLD(self.train_labels, self.query_labels, **kwargs)
@@ -684,59 +699,65 @@ class LossTrajectories:
             self.query_labels, **kwargs,
         )
 
-    def to_dataset(self, split: str = "train", *, snapshots=None):
-        """A ``datasets.Dataset``: ``sample_index``, ``label`` and ``loss_trajectory``.
-
-        ``loss_trajectory`` has the feature ``List(Value("float32"), length=S)``, built from a
-        pyarrow ``FixedSizeListArray`` (no Python lists); ``with_format("numpy")`` reads it back
-        as an ``(N, S)`` array.
+    def save_scores(self, scores) -> Path:
+        """Write ``sample_index``, ``label``, ``cld_score`` of the training samples to
+        ``scores.arrow`` (checksummed; dropped by a :meth:`truncate` before them).
 
         Examples
         --------
         >>> import tempfile
         >>> store = LossTrajectories.create(tempfile.mkdtemp(), [0, 1], [1])
-        >>> _ = store.append([0.5, 0.25], [1.0]); _ = store.append([0.25, 0.125], [0.5])
-        >>> ds = store.to_dataset()
-        >>> ds.features["loss_trajectory"]
-        List(Value('float32'), length=2)
-        >>> ds.with_format("numpy")["loss_trajectory"][:].tolist()
-        [[0.5, 0.25], [0.25, 0.125]]
+        >>> store.save_scores([0.5, -0.5]).name, store.load_scores().tolist()
+        ('scores.arrow', [0.5, -0.5])
         """
-        import datasets
+        self._check_writable("save_scores()")
+        s = np.asarray(scores, dtype=np.float32)
+        if s.shape != (self.num_train,):
+            raise ValueError(f"scores has shape {s.shape}; the store holds N={self.num_train} "
+                             f"training samples: pass one score per sample.")
+        table = pa.table({"sample_index": pa.array(np.arange(self.num_train), pa.int64()),
+                          "label": pa.array(self.train_labels, pa.int64()),
+                          "cld_score": pa.array(s, pa.float32())})
+        data = _table_bytes(table)
+        path = atomic_write_bytes(self.directory / _SCORES, memoryview(data))
+        self._manifest.scores = {"file": _SCORES, "bytes": data.size, "sha256": bytes_sha256(data),
+                                 "num_snapshots": self.num_snapshots}
+        self._save_manifest()
+        return path
 
-        if split not in ("train", "query"):
-            raise ValueError(f"split == {split!r}, must be 'train' or 'query'.")
-        part = 0 if split == "train" else 1
-        matrix = self._matrix(part, snapshots)
-        labels = self.train_labels if part == 0 else self.query_labels
-        features = datasets.Features(
-            {
-                "sample_index": datasets.Value("int64"),
-                "label": datasets.Value("int64"),
-                "loss_trajectory": datasets.List(datasets.Value("float32"), length=matrix.shape[1]),
-            }
-        )
-        table = pa.Table.from_arrays(
-            [pa.array(np.arange(len(labels)), pa.int64()), pa.array(labels, pa.int64()),
-             trajectory_column(matrix)],
-            schema=features.arrow_schema,
-        )
-        return datasets.Dataset(datasets.table.InMemoryTable(table),
-                                info=datasets.DatasetInfo(features=features), split=split)
+    def load_scores(self) -> np.ndarray:
+        """The scores saved with :meth:`save_scores` (checksum verified)."""
+        if not self._manifest.scores:
+            raise FileNotFoundError(f"No saved scores in {str(self.directory)!r}; compute them "
+                                    f"with store.scores().")
+        table = self._read_verified_table(self.directory / _SCORES, self._manifest.scores,
+                                          "the saved scores")
+        return table.column("cld_score").to_numpy()
 
     def copy_to(self, directory) -> LossTrajectories:
-        """Copy the store (e.g. into a checkpoint folder) and open the copy."""
+        """Copy the store (e.g. into a checkpoint folder) and open the copy (writable).
+
+        Examples
+        --------
+        >>> import tempfile
+        >>> store = LossTrajectories.create(tempfile.mkdtemp(), [0, 1], [1])
+        >>> _ = store.append([0.5, 0.7], [0.9])
+        >>> store.copy_to(tempfile.mkdtemp()).num_snapshots
+        1
+        """
         directory = Path(directory)
+        if (directory / _META).exists():
+            LossTrajectories(directory, writable=True).delete()
         directory.mkdir(parents=True, exist_ok=True)
-        for p in directory.iterdir():  # a store there before: its snapshots must not linger
-            if _SNAPSHOT_RE.match(p.name) or _ARRAY_RE.match(p.name):
-                p.unlink()
-        names = [_META, _LABELS] + [_snapshot_name(i) for i in range(self.num_snapshots)]
-        names += [_array_name(n) for n in self.array_names]
+        names = sorted(self._manifest.listed_files()) + [_LABELS]
         for name in names:
-            shutil.copy2(self.directory / name, directory / name)
-        return LossTrajectories(directory)
+            atomic_write(directory / name, lambda tmp, n=name: shutil.copy2(self.directory / n, tmp))
+        self._manifest.save(directory)
+        atomic_write_bytes(directory / _META, (self.directory / _META).read_bytes())
+        return LossTrajectories(directory, writable=True)
 
     def __repr__(self) -> str:
         return (f"LossTrajectories(directory={str(self.directory)!r}, num_train={self.num_train}, "
-                f"num_query={self.num_query}, num_snapshots={self.num_snapshots})")
+                f"num_query={self.num_query}, num_snapshots={self.num_snapshots}"
+                f"{', streaming=True' if self.streaming else ''})")
+

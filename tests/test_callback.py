@@ -12,9 +12,8 @@ import numpy as np
 import pytest
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _recording_utils import (  # noqa: E402
+from helpers import (
     MLP,
     NoLogits,
     digits_dataset,
@@ -28,8 +27,8 @@ from _recording_utils import (  # noqa: E402
     tiny_tokenizer,
 )
 
-from cld_hf import CLDCallback, LossTrajectories, cld_scores, select_coreset  # noqa: E402
-from cld_hf.recording import IncompleteSnapshotError  # noqa: E402
+from cld_hf import CLDCallback, LossTrajectories, cld_scores, select_coreset
+from cld_hf.recording import IncompleteSnapshotError
 
 
 def trainer_args(out, **kwargs):
@@ -46,6 +45,15 @@ def make_trainer(model, args, train, callbacks, **kwargs):
     from transformers import Trainer
 
     return Trainer(model=model, args=args, train_dataset=train, callbacks=callbacks, **kwargs)
+
+
+def attach(trainer, query, mode="sweep", **options):
+    """A CLDCallback added to ``trainer``; train_pass gets the Trainer, as it needs it."""
+    options.setdefault("progress", False)
+    cld = CLDCallback(query, mode=mode, trainer=trainer if mode == "train_pass" else None,
+                      **options)
+    trainer.add_callback(cld)
+    return cld
 
 
 @pytest.fixture(scope="module")
@@ -72,14 +80,15 @@ def test_image_model_from_config_scores_every_row(tmp_path):
     assert scored.column_names == ["pixel_values", "label", "cld_score", "loss_trajectory"]
     assert scored.features["loss_trajectory"] == datasets.List(datasets.Value("float32"), length=4)
     assert len(select_coreset(scored, fraction=0.25)) == 30
-    # written to output_dir as Arrow, summarised per class in the Trainer's log
+    # written to output_dir as Arrow, summarised per class (Python log, not the Trainer's log,
+    # which every reporting integration receives)
     names = sorted(os.listdir(tmp_path / "cld"))
     assert "scores.arrow" in names and sum(n.startswith("snapshot-") for n in names) == 4
-    logged = [entry for entry in trainer.state.log_history if "cld/score_mean" in entry][-1]
-    assert logged["cld/num_snapshots"] == 4
+    assert not any(k.startswith("cld/") for entry in trainer.state.log_history for k in entry)
     for c in range(10):
         cls = scores[np.asarray(train["label"][:]) == c]
-        assert logged[f"cld/class_{c}/mean"] == pytest.approx(float(cls.mean()), abs=1e-6)
+        assert cld.summary[c]["mean"] == pytest.approx(float(cls.mean()), abs=1e-6)
+        assert cld.summary[c]["count"] == len(cls)
 
 
 @pytest.mark.parametrize("mode", ["sweep", "train_pass"])
@@ -90,17 +99,17 @@ def test_text_model_with_local_tokenizer_and_remove_unused_columns(tmp_path, mod
     train, query = text_datasets(n_train=60, n_query=12)
     train = train.map(lambda b: tok(b["text"]), batched=True)  # keeps the unused "text" column
     query = query.map(lambda b: tok(b["text"]), batched=True)
-    cld = CLDCallback(query, mode=mode, progress=False)
     args = trainer_args(tmp_path, learning_rate=0.05, optim="adamw_torch",
                         per_device_train_batch_size=8)
     assert args.remove_unused_columns
-    trainer = make_trainer(tiny_bert(len(tok)), args, train, [cld],
+    trainer = make_trainer(tiny_bert(len(tok)), args, train, [],
                            data_collator=DataCollatorWithPadding(tok))
+    cld = attach(trainer, query, mode)
     trainer.train()
     scores = cld.scores()
     assert scores.shape == (60,) and np.isfinite(scores).all()
     assert np.isfinite(cld.store.train_losses()).all() and cld.store.num_snapshots == 4
-    assert "text" in cld.scored_dataset().column_names  # the scored dataset is the user's
+    assert "text" in cld.scored_dataset(train).column_names  # the user's dataset, all columns
 
 
 def test_plain_module_scores_equal_cld_scores_of_losses_recomputed_from_checkpoints(
@@ -171,13 +180,13 @@ def test_train_pass_with_frozen_weights_equals_the_sweep_under_accumulation_and_
     misplace a sample, and the recorded loss is the plain one."""
     train, query = digits
     model = MLP(seed=2)
-    cld = CLDCallback(query, mode="train_pass", progress=False)
     args = trainer_args(tmp_path, learning_rate=0.0, gradient_accumulation_steps=2)
 
     def smoothed(outputs, labels, num_items_in_batch=None):
         return torch.nn.functional.cross_entropy(outputs["logits"], labels, label_smoothing=0.1)
 
-    trainer = make_trainer(model, args, train, [cld], compute_loss_func=smoothed)
+    trainer = make_trainer(model, args, train, [], compute_loss_func=smoothed)
+    cld = attach(trainer, query, "train_pass")
     trainer.train()
     assert trainer.evaluate(trainer.train_dataset)["eval_loss"] > 0  # wrapped set still usable
     losses = cld.store.train_losses()
@@ -190,15 +199,17 @@ def test_train_pass_with_frozen_weights_equals_the_sweep_under_accumulation_and_
 def test_drop_last_train_pass_names_the_samples_never_seen(tmp_path, digits):
     train, query = digits
     args = trainer_args(tmp_path, num_train_epochs=1, dataloader_drop_last=True)
-    cld = CLDCallback(query, mode="train_pass", progress=False)
+    trainer = make_trainer(MLP(), args, train, [])
+    attach(trainer, query, "train_pass")
     match = r"2 of 82 samples.*dataloader_drop_last"
     with pytest.raises(IncompleteSnapshotError, match=match) as err:
-        make_trainer(MLP(), args, train, [cld]).train()
+        trainer.train()
     assert len(err.value.missing) == 2  # 82 = 5 x 16 + 2 dropped
 
-    filled = CLDCallback(query, mode="train_pass", unseen="sweep", progress=False)
-    make_trainer(MLP(), trainer_args(tmp_path / "b", num_train_epochs=1, dataloader_drop_last=True),
-                 train, [filled]).train()
+    trainer = make_trainer(MLP(), trainer_args(tmp_path / "b", num_train_epochs=1,
+                                               dataloader_drop_last=True), train, [])
+    filled = attach(trainer, query, "train_pass", unseen="sweep")
+    trainer.train()
     assert filled.store.num_snapshots == 2 and np.isfinite(filled.store.train_losses()).all()
 
     swept = CLDCallback(query, progress=False)  # the sweep does not depend on the train loader
@@ -219,28 +230,30 @@ def test_a_sample_index_column_from_before_the_split_stays_data(tmp_path, mode):
     train, query = stratified_query_split(source, fraction=0.2, seed=0)
     source_index = np.asarray(train["sample_index"][:])
     assert not np.array_equal(source_index, np.arange(len(train)))
-    cld = CLDCallback(query, mode=mode, progress=False)
-    make_trainer(MLP(), trainer_args(tmp_path, num_train_epochs=2), train, [cld]).train()
+    trainer = make_trainer(MLP(), trainer_args(tmp_path, num_train_epochs=2), train, [])
+    cld = attach(trainer, query, mode)
+    trainer.train()
     assert cld.store.num_snapshots == 3
-    scored = cld.scored_dataset()
+    scored = cld.scored_dataset(train)
     np.testing.assert_array_equal(np.asarray(scored["sample_index"][:]), source_index)
+    if mode == "sweep":  # the Trainer dropped sample_index from what it fed the model: say so
+        with pytest.raises(ValueError, match=r"removed the column 'sample_index'.*scored_dataset"):
+            cld.scored_dataset()
     # row i of the store is row i of the training set
     assert cld.store.train_losses()[:, 0] == pytest.approx(recompute_losses(MLP(), train), abs=1e-6)
 
 
-def test_add_callback_finds_the_trainer_or_asks_for_it(tmp_path, digits):
+def test_sweep_needs_no_trainer_and_train_pass_asks_for_it(tmp_path, digits):
     train, query = digits
     trainer = make_trainer(MLP(), trainer_args(tmp_path / "a", num_train_epochs=2), train, [])
     sweep = CLDCallback(query, progress=False)
-    trainer.add_callback(sweep)  # found in on_train_begin
+    trainer.add_callback(sweep)  # built from the events' train_dataloader in on_train_begin
     trainer.train()
     assert sweep.store.num_snapshots == 3
 
-    trainer = make_trainer(MLP(), trainer_args(tmp_path / "b", num_train_epochs=2), train, [])
-    trainer.add_callback(CLDCallback(query, mode="train_pass", progress=False))
     match = r"trainer\.add_callback\(CLDCallback\(query_ds, trainer=trainer"
-    with pytest.raises(RuntimeError, match=match):
-        trainer.train()
+    with pytest.raises(ValueError, match=match):
+        CLDCallback(query, mode="train_pass")
 
     trainer = make_trainer(MLP(), trainer_args(tmp_path / "c", num_train_epochs=2), train, [])
     passes = CLDCallback(query, trainer=trainer, mode="train_pass", progress=False)
@@ -249,12 +262,12 @@ def test_add_callback_finds_the_trainer_or_asks_for_it(tmp_path, digits):
     assert passes.store.num_snapshots == 3
 
 
-def test_callback_events_outside_a_trainer_ask_for_the_trainer(tmp_path, digits):
+def test_callback_events_without_a_training_loader_say_what_is_missing(tmp_path, digits):
     from transformers import TrainerControl, TrainerState
 
     _, query = digits
     cld = CLDCallback(query)
-    with pytest.raises(RuntimeError, match="Pass it explicitly"):
+    with pytest.raises(ValueError, match="needs the Trainer's training data loader"):
         cld.on_train_begin(trainer_args(tmp_path), TrainerState(), TrainerControl(), model=MLP())
 
 
@@ -264,8 +277,12 @@ def test_callback_events_outside_a_trainer_ask_for_the_trainer(tmp_path, digits)
 def test_query_class_missing_fails_when_the_trainer_is_built(tmp_path, digits):
     train, query = digits
     no_three = query.filter(lambda row: row["label"] != 3)
+    trainer = make_trainer(MLP(), trainer_args(tmp_path), train, [CLDCallback(no_three)])
     with pytest.raises(ValueError, match=r"no query sample: \[3\]"):
-        make_trainer(MLP(), trainer_args(tmp_path), train, [CLDCallback(no_three)])
+        trainer.train()  # in on_train_begin, before any step
+    assert trainer.state.global_step == 0
+    with pytest.raises(ValueError, match=r"no query sample: \[3\]"):  # given the Trainer: now
+        CLDCallback(no_three, trainer=trainer)
 
 
 def test_signals_that_need_a_sweep_or_a_store_fail_at_construction(digits):
@@ -317,16 +334,15 @@ def test_resume_from_checkpoint_equals_uninterrupted_run(tmp_path, digits, mode,
     train, query = digits
     save = dict(save_strategy="steps", save_steps=3)  # 6 steps per epoch
 
-    def run(resume=None):
-        cld = CLDCallback(query, mode=mode, streaming=streaming, progress=False)
-        trainer = make_trainer(MLP(seed=0), trainer_args(tmp_path, **save), train, [cld])
+    def run(resume=None, **options):
+        trainer = make_trainer(MLP(seed=0), trainer_args(tmp_path, **save), train, [])
+        cld = attach(trainer, query, mode, streaming=streaming, **options)
         trainer.train(resume_from_checkpoint=resume)
         return cld
 
     first = run()  # a run that got to the end: 4 snapshots (steps 0, 6, 12, 18) on disk
     want = first.scores().copy()
     want_losses = None if streaming else first.store.train_losses().copy()
-    shutil.rmtree(tmp_path / "cld" / "scores.arrow", ignore_errors=True)
     resumed = run(resume=str(tmp_path / f"checkpoint-{checkpoint}"))
     assert [s["step"] for s in resumed.recorder.snapshot_info] == [0, 6, 12, 18]
     np.testing.assert_allclose(resumed.scores(), want, atol=1e-6)

@@ -24,7 +24,7 @@ import threading
 import pytest
 from hub_server import HubServer
 
-USER = "cld-tester"
+from helpers import HUB_USER as USER
 
 _WORKER = r"""
 import contextlib, io, json, sys, traceback
@@ -134,13 +134,6 @@ class HubClient:
         except subprocess.TimeoutExpired:
             self._proc.kill()
         self._log.close()
-
-
-@pytest.fixture(scope="module")
-def hub(tmp_path_factory):
-    server = HubServer(tmp_path_factory.mktemp("hub-storage"), user=USER).start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module")

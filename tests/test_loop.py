@@ -11,12 +11,11 @@ import numpy as np
 import pytest
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _recording_utils import MLP, digits_dataset, mp_results, recompute_losses  # noqa: E402
+from helpers import MLP, digits_dataset, mp_results, recompute_losses
 
-from cld_hf import LossTrajectories, cld_scores  # noqa: E402
-from cld_hf.recording import IndexCollator, IndexedDataset, LossRecorder  # noqa: E402
+from cld_hf import LossTrajectories, cld_scores
+from cld_hf.recording import IndexCollator, IndexedDataset, LossRecorder
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +37,7 @@ def run_loop(tmp_path, data, *, epochs=3, stop_after=None, resume_from=None, str
     optimizer = torch.optim.SGD(model.parameters(), lr=0.5)
     loader = torch.utils.data.DataLoader(IndexedDataset(train), batch_size=16, shuffle=False,
                                          collate_fn=IndexCollator())
-    recorder = LossRecorder(accelerator, train, query, output_dir=tmp_path / name, mode=mode,
+    recorder = LossRecorder(train, query, accelerator=accelerator, output_dir=tmp_path / name, mode=mode,
                             streaming=streaming, batch_size=16, progress=False,
                             if_exists="resume" if resume_from else "overwrite")
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
@@ -80,7 +79,7 @@ def test_train_pass_capture_feeds_the_losses_of_the_training_forward(tmp_path, d
     train, query = data
     accelerator = Accelerator(cpu=True)
     model = MLP(seed=3)
-    recorder = LossRecorder(accelerator, train, query, output_dir=tmp_path, mode="train_pass",
+    recorder = LossRecorder(train, query, accelerator=accelerator, output_dir=tmp_path, mode="train_pass",
                             batch_size=16, progress=False)
     recorder.record(model, epoch=0)
     loader = accelerator.prepare(torch.utils.data.DataLoader(

@@ -11,9 +11,8 @@ import numpy as np
 import pytest
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from _recording_utils import (  # noqa: E402
+from helpers import (
     MLP,
     NoLogits,
     digits_dataset,
@@ -23,8 +22,9 @@ from _recording_utils import (  # noqa: E402
     tiny_resnet,
 )
 
-from cld_hf import LossTrajectories, cld_scores  # noqa: E402
-from cld_hf.recording import (  # noqa: E402
+from cld_hf import LossTrajectories, cld_scores
+from cld_hf.scoring import class_score_summary
+from cld_hf.recording import (
     FINAL_SIGNALS,
     INDEX_KEY,
     SNAPSHOT_SIGNALS,
@@ -32,7 +32,7 @@ from cld_hf.recording import (  # noqa: E402
     IndexCollator,
     IndexedDataset,
     LossRecorder,
-    class_score_summary,
+    place_by_index,
     classification_signals,
     default_per_sample_loss,
     find_feature_module,
@@ -57,7 +57,7 @@ def make_recorder(accelerator, data, tmp_path, **kwargs):
     kwargs.setdefault("batch_size", 16)
     kwargs.setdefault("progress", False)
     train, query = data
-    return LossRecorder(accelerator, train, query, output_dir=tmp_path / "cld", **kwargs)
+    return LossRecorder(train, query, accelerator=accelerator, output_dir=tmp_path / "cld", **kwargs)
 
 
 def train_epoch(model, train, *, lr=0.5, seed=0, batch_size=16):
@@ -280,7 +280,7 @@ def test_sweep_reads_batches_and_never_the_whole_dataset(accelerator, data, tmp_
             return mapped[i]
 
     model = MLP()
-    rec = LossRecorder(accelerator, Spy(), query, output_dir=tmp_path / "cld", batch_size=16,
+    rec = LossRecorder(Spy(), query, accelerator=accelerator, output_dir=tmp_path / "cld", batch_size=16,
                        train_labels=np.asarray(mapped["label"][:]), progress=False)
     rec.record(model)
     assert max(reads) <= 16 and sum(reads) == len(mapped)
@@ -350,7 +350,7 @@ def test_an_index_out_of_range_or_twice_in_a_sweep_is_an_error(accelerator, data
     with pytest.raises(ValueError, match=rf"indices \[{rec.num_train + 4}\] are out of range"):
         rec.record(MLP(), epoch=1)
     with pytest.raises(ValueError, match=r"more than one loss, first \[2\]"):
-        rec._assemble(4, np.array([0, 1, 2, 2, 3]), np.ones(5, np.float32), what="sweep")
+        place_by_index(4, np.array([0, 1, 2, 2, 3]), np.ones(5, np.float32), what="sweep")
 
 
 def test_nan_loss_is_an_error_naming_the_sample(accelerator, data, tmp_path):
@@ -369,16 +369,16 @@ def test_nan_loss_is_an_error_naming_the_sample(accelerator, data, tmp_path):
 def test_empty_query_set_is_an_error(accelerator, data, tmp_path):
     train, query = data
     with pytest.raises(ValueError, match="query_dataset is empty"):
-        LossRecorder(accelerator, train, query.select([]), output_dir=tmp_path)
+        LossRecorder(train, query.select([]), accelerator=accelerator, output_dir=tmp_path)
 
 
 def test_query_class_missing_fails_early_unless_global(accelerator, data, tmp_path):
     train, query = data
     no_seven = query.filter(lambda row: row["label"] != 7)
     with pytest.raises(ValueError, match=r"no query sample: \[7\].*missing_query_class='global'"):
-        LossRecorder(accelerator, train, no_seven, output_dir=tmp_path / "a")
+        LossRecorder(train, no_seven, accelerator=accelerator, output_dir=tmp_path / "a")
     model = MLP()
-    rec = LossRecorder(accelerator, train, no_seven, output_dir=tmp_path / "b", progress=False,
+    rec = LossRecorder(train, no_seven, accelerator=accelerator, output_dir=tmp_path / "b", progress=False,
                        missing_query_class="global")
     for epoch in range(3):
         if epoch:
@@ -390,15 +390,15 @@ def test_query_class_missing_fails_early_unless_global(accelerator, data, tmp_pa
 def test_labels_must_be_integers_and_match_the_dataset(accelerator, data, tmp_path):
     train, query = data
     with pytest.raises(TypeError, match="integer class ids"):
-        LossRecorder(accelerator, train, query, output_dir=tmp_path,
+        LossRecorder(train, query, accelerator=accelerator, output_dir=tmp_path,
                      train_labels=np.zeros(len(train), dtype=np.float32))
     with pytest.raises(ValueError, match=r"train_labels has 3 entries but train_dataset has 82"):
-        LossRecorder(accelerator, train, query, output_dir=tmp_path, train_labels=[0, 1, 2])
+        LossRecorder(train, query, accelerator=accelerator, output_dir=tmp_path, train_labels=[0, 1, 2])
 
 
 @pytest.mark.parametrize("option, value, message", [
     ("mode", "sweeps", r"mode == 'sweeps', must be one of \['sweep', 'train_pass'\]"),
-    ("every_n_epochs", 0, r"every_n_epochs == 0, must be an integer >= 1"),
+    ("every_n_epochs", 0, r"every_n_epochs == 0, must be >= 1"),
     ("if_exists", "keep", r"if_exists == 'keep'"),
 ])
 def test_bad_options_name_the_argument_and_the_value(accelerator, data, tmp_path, option, value,
@@ -475,8 +475,8 @@ def test_existing_recording_is_refused_then_resumed_or_overwritten(accelerator, 
 def test_resume_with_other_datasets_is_refused(accelerator, data, tmp_path):
     train, query = data
     make_recorder(accelerator, data, tmp_path).record(MLP())
-    with pytest.raises(ValueError, match="has N=82, Q=30; this recorder has N=40"):
-        LossRecorder(accelerator, train.select(range(40)), query, output_dir=tmp_path / "cld",
+    with pytest.raises(ValueError, match="recorded for N=82 training and Q=30 query samples .or other labels.; this recorder has N=40"):
+        LossRecorder(train.select(range(40)), query, accelerator=accelerator, output_dir=tmp_path / "cld",
                      if_exists="resume")
 
 

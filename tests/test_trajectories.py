@@ -13,6 +13,7 @@ import pytest
 from datasets import List, Value
 
 from cld_hf import LossTrajectories, cld_scores, trajectory_column
+from cld_hf.manifest import StoreIntegrityError
 
 
 def fill(store, train, query):
@@ -60,28 +61,37 @@ def test_reopen_after_crash_mid_write_loses_only_that_snapshot(tmp_path, problem
     train, tl, query, ql = problem
     store_dir = tmp_path / "store"
     LossTrajectories.create(store_dir, tl, ql)
-    # A real process appends 3 snapshots, then dies (os._exit) while writing the 4th:
-    # the 4th is left as a partial temporary file.
+    # A real process appends 3 snapshots, then dies (os._exit) while writing the 4th: the
+    # manifest lists the 4th as pending and its bytes sit in the writer's temporary file.
     np.save(tmp_path / "train.npy", train)
     np.save(tmp_path / "query.npy", query)
     script = textwrap.dedent(
         f"""
         import os, numpy as np
+        import cld_hf.trajectories as trajectories
+        from cld_hf.fileio import temp_name
         from cld_hf import LossTrajectories
-        store = LossTrajectories({str(store_dir)!r})
+        store = LossTrajectories({str(store_dir)!r}, writable=True)
         train, query = np.load({str(tmp_path / 'train.npy')!r}), np.load({str(tmp_path / 'query.npy')!r})
         for t in range(3):
             store.append(train[:, t], query[:, t], epoch=t)
-        with open(os.path.join({str(store_dir)!r}, "snapshot-00003.arrow.tmp"), "wb") as f:
-            f.write(b"ARROW1 partial")
-        os._exit(9)
+        def die_mid_write(path, data):
+            tmp = path.with_name(temp_name(path.name))
+            tmp.write_bytes(bytes(data)[: len(data) // 2])
+            os._exit(9)
+        trajectories.atomic_write_bytes = die_mid_write
+        store.append(train[:, 3], query[:, 3], epoch=3)
         """
     )
     proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
     assert proc.returncode == 9, proc.stderr
-    reopened = LossTrajectories(store_dir)
+    (store_dir / "notes.tmp").write_text("the user's own file")
+    reader = LossTrajectories(store_dir)  # a reader changes nothing
+    assert reader.num_snapshots == 3
+    assert sum(p.name.endswith(".tmp") for p in store_dir.iterdir()) == 2
+    reopened = LossTrajectories(store_dir, writable=True)  # the writer removes its dead temp file
     assert reopened.num_snapshots == 3
-    assert not any(p.name.endswith(".tmp") for p in store_dir.iterdir())
+    assert sorted(p.name for p in store_dir.iterdir() if p.name.endswith(".tmp")) == ["notes.tmp"]
     np.testing.assert_array_equal(reopened.train_losses(), train[:, :3])
     # and recording goes on where it stopped
     for t in range(3, train.shape[1]):
@@ -98,16 +108,16 @@ def test_truncate_for_resume_then_continue(tmp_path, problem):
     store.truncate(0)
     fill(store, train, query)
     np.testing.assert_array_equal(LossTrajectories(tmp_path).train_losses(), train)
-    with pytest.raises(ValueError, match="num_snapshots == 9, must be between 0 and the 6 snapshots held"):
+    with pytest.raises(ValueError, match="num_snapshots == 9, must be <= 6"):
         store.truncate(9)
 
 
-def test_gap_in_snapshot_files_is_an_error(tmp_path, problem):
+def test_a_deleted_snapshot_file_is_an_error_naming_it(tmp_path, problem):
     train, tl, query, ql = problem
     store = LossTrajectories.create(tmp_path, tl, ql)
     fill(store, train, query)
     os.remove(tmp_path / "snapshot-00002.arrow")
-    with pytest.raises(ValueError, match=r"not numbered 0..S-1 without gaps"):
+    with pytest.raises(StoreIntegrityError, match=r"snapshot-00002.arrow \(snapshot 2\) is missing"):
         LossTrajectories(tmp_path)
 
 
@@ -220,7 +230,7 @@ def test_a_loss_only_store_still_opens_and_mixed_snapshots_are_named(tmp_path, p
     store = LossTrajectories.create(store_dir, tl, ql)
     fill(store, train[:, :3], query[:, :3])  # the format before extra signals: a "loss" column
     assert [f.name for f in pa.ipc.open_file(str(store_dir / "snapshot-00000.arrow")).schema] == ["loss"]
-    reopened = LossTrajectories(store_dir)
+    reopened = LossTrajectories(store_dir, writable=True)
     assert reopened.num_snapshots == 3 and reopened.signal_names == [] and reopened.array_names == []
     np.testing.assert_array_equal(reopened.scores(), cld_scores(train[:, :3], tl, query[:, :3], ql))
     reopened.append(train[:, 3], query[:, 3], signals={"el2n": np.ones(len(tl))})

@@ -22,9 +22,8 @@ import sys
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from _recording_utils import MLP, digits_dataset  # noqa: E402
+from helpers import MLP, digits_dataset
 
 
 def trainer_run(out_dir, mode):
@@ -34,7 +33,6 @@ def trainer_run(out_dir, mode):
 
     train, query = digits_dataset(n_train=82, n_query=30)
     model = MLP(seed=0)
-    cld = CLDCallback(query, mode=mode, batch_size=16, progress=False)
     args = TrainingArguments(
         out_dir, num_train_epochs=3, per_device_train_batch_size=16,
         gradient_accumulation_steps=2 if mode == "train_pass" else 1,
@@ -43,7 +41,13 @@ def trainer_run(out_dir, mode):
         save_strategy="epoch", logging_strategy="no", report_to=[], disable_tqdm=True, seed=0,
         use_cpu=True,
     )
-    trainer = Trainer(model=model, args=args, train_dataset=train, callbacks=[cld])
+    if mode == "train_pass":  # the training batches must carry the index: pass the Trainer
+        trainer = Trainer(model=model, args=args, train_dataset=train)
+        cld = CLDCallback(query, trainer=trainer, mode=mode, batch_size=16, progress=False)
+        trainer.add_callback(cld)
+    else:
+        cld = CLDCallback(query, mode=mode, batch_size=16, progress=False)
+        trainer = Trainer(model=model, args=args, train_dataset=train, callbacks=[cld])
     trainer.train()
     scores = cld.scores()
     if trainer.accelerator.is_main_process:
@@ -63,9 +67,9 @@ def loop_run(out_dir):
     train, query = digits_dataset(n_train=82, n_query=30)
     model = MLP(seed=1)
     signals = ["correct", "true_prob", "margin", "el2n", "grad_projection", "embeddings", "probs"]
-    sweep = LossRecorder(accelerator, train, query, output_dir=os.path.join(out_dir, "sweep"),
+    sweep = LossRecorder(train, query, accelerator=accelerator, output_dir=os.path.join(out_dir, "sweep"),
                          batch_size=16, progress=False, if_exists="overwrite", signals=signals)
-    passes = LossRecorder(accelerator, train, query, output_dir=os.path.join(out_dir, "train_pass"),
+    passes = LossRecorder(train, query, accelerator=accelerator, output_dir=os.path.join(out_dir, "train_pass"),
                           mode="train_pass", batch_size=16, progress=False, if_exists="overwrite")
     loader = DataLoader(IndexedDataset(train), batch_size=16, shuffle=True,
                         collate_fn=IndexCollator())

@@ -15,6 +15,8 @@ from torch import nn
 TESTS_DIR = Path(__file__).resolve().parent
 REPO_ROOT = TESTS_DIR.parent
 PYTHON = sys.executable
+HUB_USER = "cld-tester"
+"""The user of the Hub test server (tests/hub_server.py)."""
 
 
 def digits_dataset(n_train=82, n_query=30, *, image=False, seed=0, classes=10):
@@ -235,3 +237,86 @@ def recompute_signals(model, dataset, *, batch_size=7):
         "embeddings": feats.numpy(),
         "grad_projection": (grads @ mean / torch.linalg.vector_norm(mean)).numpy(),
     }
+
+
+# ------------------------------------------------------------------ toy problems for the examples
+class ToyNet(nn.Module):
+    """A linear classifier of 1-feature inputs with fixed initial weights (the docstrings' model)."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = nn.Linear(1, 2)
+        with torch.no_grad():
+            self.lin.weight.copy_(torch.tensor([[1.0], [-1.0]]))
+            self.lin.bias.zero_()
+
+    def forward(self, x, labels=None):
+        logits = self.lin(x)
+        if labels is None:
+            return {"logits": logits}
+        return {"loss": nn.functional.cross_entropy(logits, labels), "logits": logits}
+
+
+def temporary_directory() -> str:
+    """A temporary folder removed when the interpreter exits."""
+    import atexit
+    import shutil
+    import tempfile
+
+    path = tempfile.mkdtemp(prefix="cld-test-")
+    atexit.register(shutil.rmtree, path, ignore_errors=True)
+    return path
+
+
+def toy_recorder(*, epochs: int = 0, **options):
+    """A recorder over 4 training and 2 query samples of a toy problem, and its model, after
+    ``epochs`` snapshots taken while a bias shift stands in for training (used by docstrings)."""
+    from datasets import Dataset
+
+    from cld_hf import LossRecorder
+
+    train = Dataset.from_dict({"x": [[0.0], [1.0], [2.0], [3.0]], "label": [0, 1, 0, 1]})
+    query = Dataset.from_dict({"x": [[0.5], [2.5]], "label": [0, 1]})
+    model = ToyNet()
+    options.setdefault("progress", False)
+    recorder = LossRecorder(train, query, output_dir=temporary_directory(), **options)
+    for epoch in range(epochs):
+        with torch.no_grad():
+            model.lin.bias.add_(torch.tensor([0.5, -0.5]) * epoch * epoch)
+        recorder.record(model, epoch=epoch)
+    return recorder, model
+
+
+_TOY_CALLBACK = {}
+
+
+def toy_callback():
+    """A CLDCallback after a 3-epoch Trainer run on a toy problem (8 training and 4 query
+    samples), trained once per process (used by docstrings)."""
+    if "cld" not in _TOY_CALLBACK:
+        import contextlib
+        import io
+
+        from datasets import Dataset
+        from transformers import Trainer, TrainingArguments
+
+        from cld_hf import CLDCallback
+
+        xs = [[0.0], [1.0], [2.0], [3.0], [0.2], [1.2], [2.2], [3.2]]
+        train = Dataset.from_dict({"x": xs, "label": [0, 1, 0, 1] * 2})
+        query = Dataset.from_dict({"x": [[0.5], [1.5], [2.5], [3.5]], "label": [0, 1, 0, 1]})
+        torch.manual_seed(0)
+        cld = CLDCallback(query, progress=False, log_summary=False)
+        args = TrainingArguments(temporary_directory(), num_train_epochs=3,
+                                 per_device_train_batch_size=4, learning_rate=0.5, optim="sgd",
+                                 use_cpu=True, report_to=[], disable_tqdm=True,
+                                 logging_strategy="no", save_strategy="no")
+        trainer = Trainer(model=ToyNet(), args=args, train_dataset=train, callbacks=[cld])
+        with contextlib.redirect_stdout(io.StringIO()):
+            trainer.train()
+        _TOY_CALLBACK["cld"] = cld
+    return _TOY_CALLBACK["cld"]
+
+
+DOCTEST_GLOBALS = {"toy_recorder": toy_recorder, "toy_callback": toy_callback}
+"""Names the docstrings of cld_hf may use besides their module's own (tests/test_docstrings.py)."""

@@ -1,0 +1,605 @@
+"""`LossRecorder`: per-sample losses of the training and query sets, gathered by sample index.
+
+The one implementation of recording in cld-hf: the Trainer callback
+(:class:`~cld_hf.callback.CLDCallback`) and custom ``accelerate`` loops both use it. Each call to
+:meth:`LossRecorder.record` produces one snapshot, the loss of every training and query sample at
+that point of training, and appends it to the :class:`~cld_hf.trajectories.LossTrajectories`
+store in ``output_dir`` (with ``streaming=True``, to a :class:`~cld_hf.scoring.StreamingCLD`
+scorer whose state the store keeps).
+
+Modes
+-----
+``"sweep"`` (default, Algorithm 1 and the authors' code)
+    An eval-mode pass (``model.eval()``, ``torch.inference_mode()``, fixed weights, no
+    augmentation when ``eval_transform`` is given) over the whole training set and the query set.
+``"train_pass"``
+    The training losses come from the training forward passes of the epoch (:meth:`feed`,
+    :meth:`capture`); only the query set is swept. ``Q`` instead of ``N + Q`` extra forwards per
+    epoch, but an approximation (see :mod:`cld_hf.recording.train_pass`).
+
+Extra signals for the baselines (``signals=``, classification only) come from the logits of the
+same sweep: per snapshot ``correct``, ``true_prob``, ``margin``, ``el2n``, ``grad_projection``
+(store columns, :meth:`~cld_hf.trajectories.LossTrajectories.train_signal`); at the end of
+training ``embeddings`` and ``probs`` (safetensors arrays,
+:meth:`~cld_hf.trajectories.LossTrajectories.load_array`). Only the training samples get signals.
+
+Cost (Appendix E.4 of the paper): per recorded epoch, ``Q`` forward passes for the query set plus
+``N`` for the training set in sweep mode, against roughly ``3N`` forward-equivalents for one
+training epoch; memory: one snapshot per process beyond the store; datasets are read batch by
+batch, never materialised. A sweep leaves torch's random-number generators as it found them.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .._validation import check_callable
+from ..scoring import StreamingCLD
+from ..trajectories import LossTrajectories
+from .config import SNAPSHOT_SIGNALS, RecorderConfig, make_config
+from .gather import any_process, gather_arrays, place_by_index, shard_indices
+from .indexing import INDEX_KEY, dataset_labels, model_input_columns
+from .losses import LABEL_KEYS, LABELS_COPY_KEY, default_per_sample_loss, unwrap_model
+from .sweep import sweep_dataset, sweep_losses
+from .checkpoints import CheckpointMixin
+from .train_pass import FedLosses, TrainPassMixin
+
+logger = logging.getLogger(__name__)
+
+__all__ = ["LossRecorder"]
+
+_DEFAULT_BATCH_SIZE = 64
+
+
+class LossRecorder(TrainPassMixin, CheckpointMixin):
+    """Record the per-sample losses of a training set and a query set, one snapshot per epoch.
+
+    Every process runs :meth:`record` at the same point; the losses of all processes are gathered
+    by sample index into one snapshot, which the main process appends to the store in
+    ``config.output_dir``. Processes come from ``accelerate.PartialState`` (initialised by an
+    ``Accelerator``, the Trainer, ``torchrun`` or ``accelerate launch``).
+
+    Parameters
+    ----------
+    train_dataset : datasets.Dataset or map-style dataset of dict rows
+        The training set, ``N`` rows. Sample ``i`` is row ``i``.
+    query_dataset : same kind
+        The held-out query set, ``Q >= 1`` rows, with samples of every training class.
+    config : RecorderConfig, optional
+        The options (:class:`~cld_hf.recording.config.RecorderConfig`); ``output_dir`` is
+        required. Keyword ``**options`` (e.g. ``output_dir="cld", mode="train_pass"``) override
+        its fields.
+    accelerator : accelerate.Accelerator, optional
+        Only for its ``autocast`` (mixed precision in the sweeps) and device; processes and
+        gathers go through ``PartialState`` either way.
+    per_sample_loss : callable, optional
+        ``fn(outputs, batch) -> Tensor[B]``: the loss of each sample. By default derived from
+        ``outputs.logits`` and the batch's labels (``config.loss_type``).
+    eval_transform : callable, optional
+        A ``datasets`` batch transform used *instead of* the datasets' own transforms in every
+        sweep (e.g. resize and normalise without augmentation).
+    collate_fn : callable, optional
+        Collator of the rows (``transformers.default_data_collator`` by default); use the one of
+        your training loader, e.g. ``DataCollatorWithPadding(tokenizer)`` for text.
+    train_labels, query_labels : int arrays, optional
+        Labels given directly, for datasets without a label column (e.g. torch datasets).
+    metadata : dict, optional
+        JSON-serialisable information kept in the store.
+
+    What it changes
+    ---------------
+    The model is put in eval mode during a sweep and back in its previous mode after it; with
+    :meth:`capture`, two forward hooks are registered on it until the handle is removed. Nothing
+    else of the user's objects is changed. Files: only the store in ``output_dir``.
+
+    Examples
+    --------
+    Four training and two query samples; a bias shift stands in for an epoch of training:
+
+    >>> import tempfile
+    >>> from datasets import Dataset
+    >>> train = Dataset.from_dict({"x": [[0.0], [1.0], [2.0], [3.0]], "label": [0, 1, 0, 1]})
+    >>> query = Dataset.from_dict({"x": [[0.5], [2.5]], "label": [0, 1]})
+    >>> class Net(torch.nn.Module):
+    ...     def __init__(self):
+    ...         super().__init__()
+    ...         self.lin = torch.nn.Linear(1, 2)
+    ...     def forward(self, x, labels=None):
+    ...         return {"logits": self.lin(x)}
+    >>> model = Net()
+    >>> recorder = LossRecorder(train, query, output_dir=tempfile.mkdtemp(), progress=False)
+    >>> for epoch in range(4):
+    ...     with torch.no_grad():
+    ...         _ = model.lin.bias.add_(torch.tensor([0.5, -0.5]) * epoch)
+    ...     _ = recorder.record(model, epoch=epoch)
+    >>> recorder.store.train_losses().shape
+    (4, 4)
+    >>> recorder.scores().shape
+    (4,)
+    >>> recorder.scored_dataset().column_names
+    ['x', 'label', 'cld_score', 'loss_trajectory']
+    >>> recorder.rewind(num_snapshots=2), recorder.store.num_snapshots   # back to a checkpoint
+    (2, 2)
+
+    With two processes, a sweep batch size of 16 and 82 training samples, each process computes
+    the losses of 41 samples (3 batches); the gathered snapshot holds 82 losses, one per sample
+    index, whatever order the loaders produced them in.
+    """
+
+    def __init__(self, train_dataset, query_dataset, config: RecorderConfig | None = None, *,
+                 accelerator=None, per_sample_loss: Callable | None = None,
+                 eval_transform: Callable | None = None, collate_fn: Callable | None = None,
+                 train_labels=None, query_labels=None, metadata: dict | None = None, **options):
+        from accelerate import PartialState
+
+        # User-provided options
+        self.config = make_config(config, options)
+        if self.config.output_dir is None:
+            raise ValueError("output_dir is required: LossRecorder(..., output_dir='cld') names "
+                             "the directory of the recording.")
+        check_callable("per_sample_loss", per_sample_loss, "fn(outputs, batch) -> Tensor[B]")
+        check_callable("eval_transform", eval_transform, "datasets batch transform")
+        if eval_transform is not None and not hasattr(train_dataset, "with_transform"):
+            raise TypeError(
+                f"eval_transform needs datasets.Dataset inputs (it is applied with "
+                f"Dataset.with_transform); train_dataset is a {type(train_dataset).__name__}. "
+                f"Apply the transform in your dataset instead."
+            )
+        self.accelerator = accelerator
+        self.state = PartialState()
+        self.train_dataset = train_dataset
+        self.query_dataset = query_dataset
+        self.per_sample_loss_fn = per_sample_loss
+        self.eval_transform = eval_transform
+        self.collate_fn = collate_fn
+        self.output_dir = Path(self.config.output_dir)
+        self.batch_size = self.config.batch_size or _DEFAULT_BATCH_SIZE
+        self.num_workers = self.config.num_workers or 0
+        label_column = self.config.label_column
+        self.train_labels = dataset_labels(train_dataset, label_column, train_labels, "train")
+        self.query_labels = dataset_labels(query_dataset, label_column, query_labels, "query")
+        if len(self.train_labels) == 0:
+            raise ValueError("train_dataset is empty: there is nothing to score.")
+        if len(self.query_labels) == 0:
+            raise ValueError(
+                "query_dataset is empty (Q == 0): CLD compares every training sample with the "
+                "loss trajectory of the held-out query samples of its class. Hold out a "
+                "stratified query set, e.g. train, query = stratified_query_split(ds, "
+                "fraction=0.1)."
+            )
+        # Validates the classes now (a training class without query samples), not after training.
+        self._scorer = self._new_scorer()
+
+        # Internal state
+        self.store: LossTrajectories | None = None
+        self._snapshots: list[dict] = []  # {"index", "epoch", "step"} per snapshot, every process
+        self._last_epoch: float | None = None
+        self._fed = FedLosses()
+        self._capturing = True
+        self._open(metadata)
+
+    def _new_scorer(self) -> StreamingCLD:
+        return StreamingCLD(self.train_labels, self.query_labels,
+                            missing_query_class=self.config.missing_query_class)
+
+    # ------------------------------------------------------------------ processes
+    @property
+    def mode(self) -> str:
+        return self.config.mode
+
+    @property
+    def streaming(self) -> bool:
+        return self.config.streaming
+
+    @property
+    def signals(self) -> list[str]:
+        return self.config.signals
+
+    @property
+    def is_main_process(self) -> bool:
+        return self.state.is_main_process
+
+    @property
+    def device(self) -> torch.device:
+        device = getattr(self.accelerator, "device", None)
+        return torch.device(device if device is not None else self.state.device)
+
+    def _barrier(self) -> None:
+        if self.state.num_processes > 1:
+            self.state.wait_for_everyone()
+
+    @property
+    def num_train(self) -> int:
+        return len(self.train_labels)
+
+    @property
+    def num_query(self) -> int:
+        return len(self.query_labels)
+
+    # ------------------------------------------------------------------ the store
+    def _open(self, metadata: dict | None) -> None:
+        if_exists = self.config.if_exists
+        exists = (self.output_dir / "store.json").is_file()
+        self._barrier()  # every process has looked before the main one writes anything
+        if exists and if_exists == "error":
+            raise FileExistsError(
+                f"output_dir {str(self.output_dir)!r} already holds a loss recording. Pass "
+                f"if_exists='overwrite' to replace it (its files only), if_exists='resume' to "
+                f"continue it (then rewind it to your checkpoint with recorder.rewind or "
+                f"load_state_dict), or choose another output_dir. Nothing was changed."
+            )
+        resume = exists and if_exists == "resume"
+        error = None
+        if self.is_main_process:
+            try:
+                if resume:
+                    self.store = LossTrajectories(self.output_dir, writable=True)
+                    self._check_store(self.store)
+                else:
+                    self.output_dir.mkdir(parents=True, exist_ok=True)
+                    meta = {"recorder": self.config.to_dict(), **(metadata or {})}
+                    self.store = LossTrajectories.create(
+                        self.output_dir, self.train_labels, self.query_labels, metadata=meta,
+                        streaming=self.streaming, overwrite=exists)
+            except (OSError, ValueError) as err:
+                error = err
+        # Every process learns whether the main one failed, so that none waits for it forever.
+        if any_process(error is not None):
+            if error is not None:
+                raise error
+            raise RuntimeError(f"The main process could not open the recording in "
+                               f"{str(self.output_dir)!r}; its error says why.")
+        self._barrier()
+        if not self.is_main_process:
+            self.store = LossTrajectories(self.output_dir)  # reads the main process's files
+        self._snapshots = self.store.snapshot_info
+        if resume:
+            self._load_streaming(len(self._snapshots))
+            self._last_epoch = self._snapshots[-1]["epoch"] if self._snapshots else None
+            logger.info("Resuming the loss recording in %s at %d snapshot(s).", self.output_dir,
+                        len(self._snapshots))
+
+    def _check_store(self, store: LossTrajectories) -> None:
+        if (store.num_train, store.num_query) != (self.num_train, self.num_query) or not (
+            np.array_equal(store.train_labels, self.train_labels)
+            and np.array_equal(store.query_labels, self.query_labels)
+        ):
+            raise ValueError(
+                f"The store in {str(self.output_dir)!r} was recorded for N={store.num_train} "
+                f"training and Q={store.num_query} query samples (or other labels); this recorder "
+                f"has N={self.num_train}, Q={self.num_query}. Ensure the same datasets are used "
+                f"to resume, or pass if_exists='overwrite' to start over."
+            )
+        if store.streaming != self.streaming:
+            raise ValueError(
+                f"The recording in {str(self.output_dir)!r} was made with streaming="
+                f"{store.streaming}, this recorder has streaming={self.streaming}: use the same "
+                f"setting to resume, or pass if_exists='overwrite'."
+            )
+
+    def read_store(self) -> LossTrajectories:
+        """The store, with the snapshots the main process wrote so far (on every process)."""
+        if not self.is_main_process:
+            self.store.refresh()
+        return self.store
+
+    def _load_streaming(self, num_snapshots: int) -> None:
+        scorer = self._new_scorer()
+        if self.streaming and num_snapshots:
+            scorer.load_state_dict(self.read_store().load_streaming_state(num_snapshots))
+        self._scorer = scorer
+
+    # ------------------------------------------------------------------ bookkeeping
+    @property
+    def num_snapshots(self) -> int:
+        """Snapshots recorded so far."""
+        return len(self._snapshots)
+
+    @property
+    def snapshot_info(self) -> list[dict]:
+        """``{"index", "epoch", "step"}`` of every snapshot, in time order."""
+        return [dict(s) for s in self._snapshots]
+
+    def will_record(self, epoch) -> bool:
+        """Whether :meth:`record` records a snapshot at ``epoch`` (``every_n_epochs``).
+
+        Examples
+        --------
+        >>> recorder, model = toy_recorder(every_n_epochs=3)
+        >>> [e for e in range(8) if recorder.will_record(e)]
+        [0, 3, 6]
+        """
+        return math.isclose(float(epoch) % self.config.every_n_epochs, 0.0, abs_tol=1e-9)
+
+    # ------------------------------------------------------------------ losses
+    def per_sample_loss(self, outputs, batch, model=None) -> torch.Tensor:
+        """The loss of each sample of ``batch`` (shape ``(B,)``), as the recorder computes it.
+
+        Uses ``per_sample_loss`` when given, else
+        :func:`~cld_hf.recording.losses.default_per_sample_loss`.
+
+        Examples
+        --------
+        >>> from cld_hf import IndexCollator
+        >>> recorder, model = toy_recorder()
+        >>> batch = IndexCollator()([recorder.train_dataset[0], recorder.train_dataset[3]])
+        >>> recorder.per_sample_loss(model(**batch), batch).shape
+        torch.Size([2])
+        """
+        if self.per_sample_loss_fn is not None:
+            losses = self.per_sample_loss_fn(outputs, batch)
+        else:
+            losses = default_per_sample_loss(outputs, self._with_labels(batch),
+                                             loss_type=self.config.loss_type, model=model)
+        if not isinstance(losses, torch.Tensor):
+            losses = torch.as_tensor(losses)
+        size = _batch_size(batch)
+        if losses.ndim != 1 or (size is not None and losses.shape[0] != size):
+            raise ValueError(
+                f"per_sample_loss returned shape {tuple(losses.shape)} for a batch of {size} "
+                f"samples: return one loss per sample (reduction='none'), shape (B,)."
+            )
+        return losses.detach().float()
+
+    def _with_labels(self, batch):
+        """The batch with a custom label column also under ``labels``."""
+        col = self.config.label_column
+        if (col and isinstance(batch, Mapping) and col in batch
+                and not any(k in batch for k in (LABELS_COPY_KEY, *LABEL_KEYS))):
+            batch = {**batch, "labels": batch[col]}
+        return batch
+
+    # ------------------------------------------------------------------ sweeps
+    def _columns_for(self, model) -> frozenset | None:
+        if not self.config.remove_unused_columns:
+            return None
+        cols = self.config.input_columns
+        label_column = self.config.label_column
+        if cols is None:
+            cols = model_input_columns(unwrap_model(model), label_column)
+            if cols is None:
+                return None
+        return frozenset(set(cols) | set(LABEL_KEYS) | ({label_column} if label_column else set()))
+
+    def _sweep_all(self, model, dataset, n: int, indices=None, *, desc: str, signals=()):
+        """Sweep this process's shard and gather: ``(index, loss, {signal: array})``."""
+        indices = np.arange(n, dtype=np.int64) if indices is None else np.asarray(indices)
+        shard, real = shard_indices(indices, self.state)
+        columns = self._columns_for(model)
+        idx, loss, extras = sweep_losses(
+            model, sweep_dataset(dataset, eval_transform=self.eval_transform, columns=columns),
+            shard, real, per_sample_loss=lambda out, batch, net: self.per_sample_loss(
+                out, batch, model=net),
+            collate_fn=self.collate_fn, columns=columns, batch_size=self.batch_size,
+            num_workers=self.num_workers, device=self.device,
+            autocast=getattr(self.accelerator, "autocast", None), signals=signals,
+            feature_module=self.config.feature_module, with_labels=self._with_labels,
+            progress=self.config.progress and self.is_main_process, desc=desc)
+        names = list(extras)
+        idx, loss, *values = gather_arrays(idx, loss, *(extras[k] for k in names),
+                                           device=self.device)
+        return idx, loss, dict(zip(names, values))
+
+    # ------------------------------------------------------------------ recording
+    def record(self, model, *, epoch=None, step=None, final: bool = False) -> bool:
+        """Record one snapshot of the training and query losses, on every process.
+
+        Parameters
+        ----------
+        model : torch.nn.Module
+            The model (DDP-wrapped or not); in eval mode for the sweeps, then back.
+        epoch : int or float, optional
+            Epochs completed (0 before training). Defaults to the previous call's epoch + 1
+            (0 for the first call): pass it when you do not record before training or skip calls.
+        step : int, optional
+            Global optimisation step, kept with the snapshot (used to resume at a checkpoint).
+        final : bool, default False
+            This is the end of training: also capture the requested end-of-training signals
+            (``embeddings``, ``probs``) in the same sweep (in ``train_pass`` mode, in a sweep of
+            the training set after the snapshot).
+
+        Returns
+        -------
+        bool: False when ``every_n_epochs`` skips this epoch (nothing is recorded).
+
+        Raises
+        ------
+        IncompleteSnapshotError
+            When a training sample has no loss (``train_pass`` with ``unseen="error"``).
+
+        Examples
+        --------
+        >>> recorder, model = toy_recorder(every_n_epochs=2)
+        >>> [recorder.record(model, epoch=e) for e in range(4)]
+        [True, False, True, False]
+        >>> recorder.num_snapshots
+        2
+        """
+        if epoch is None:
+            epoch = 0 if self._last_epoch is None else self._last_epoch + 1
+        self._last_epoch = epoch
+        if not self.will_record(epoch):
+            self._fed.clear()
+            return False
+        n, q = self.num_train, self.num_query
+        final_names = self.config.final_signals if final else []
+        signals, final_values = {}, {}
+        # train_pass: the first snapshot, before any training pass was fed, is a sweep.
+        if self.mode == "train_pass" and (
+                self.num_snapshots or any_process(self._fed.num_batches > 0)):
+            train = self._train_pass_losses(model, epoch)
+        else:
+            wanted = self._sweep_signal_names(final_names) if self.mode == "sweep" else ()
+            idx, loss, extras = self._sweep_all(model, self.train_dataset, n,
+                                                desc="CLD sweep (train)", signals=wanted)
+            placed = place_by_index(n, idx, loss, extra=extras,
+                                    what=f"Training losses at epoch {epoch}")
+            train = placed.values
+            signals, final_values = self._split_signals(placed.extra, final_names)
+        idx, loss, _ = self._sweep_all(model, self.query_dataset, q, desc="CLD sweep (query)")
+        query = place_by_index(q, idx, loss, what=f"Query losses at epoch {epoch}").values
+        self._fed.clear()
+        self._append(train, query, epoch=epoch, step=step, signals=signals)
+        if final_names and not final_values:  # train_pass: the training losses were not swept
+            self.record_final_features(model)
+        elif final_values:
+            self._save_final(final_values)
+        return True
+
+    def _sweep_signal_names(self, final_names) -> tuple[str, ...]:
+        """Per-batch signals a training sweep computes for this snapshot."""
+        wanted = [s for s in self.signals if s in SNAPSHOT_SIGNALS and s != "grad_projection"]
+        if "grad_projection" in self.signals:
+            wanted += ["probs", "embeddings"]  # the snapshot's softmax and features
+        return tuple(dict.fromkeys([*wanted, *final_names]))
+
+    def _split_signals(self, placed: dict, final_names) -> tuple[dict, dict]:
+        """``(per-snapshot signals to store, final arrays)`` from the placed sweep signals."""
+        per_snapshot = {k: placed[k] for k in self.signals if k in SNAPSHOT_SIGNALS and k in placed}
+        if "grad_projection" in self.signals:
+            from ..baselines.gradients import gradient_projections
+
+            per_snapshot["grad_projection"] = gradient_projections(
+                placed["probs"], placed["embeddings"], self.train_labels)
+        return per_snapshot, {k: placed[k] for k in final_names}
+
+    def record_final_features(self, model) -> list[str]:
+        """Record the end-of-training signals (``embeddings``, ``probs``) of the training set.
+
+        A sweep of the training set in eval mode, saved to the store as
+        ``array-<name>.safetensors``. Use it when the last :meth:`record` was not called with
+        ``final=True``. Returns the names recorded (none when none was asked for).
+
+        Examples
+        --------
+        >>> recorder, model = toy_recorder(epochs=3, signals=["embeddings", "probs"])
+        >>> recorder.record_final_features(model)
+        ['embeddings', 'probs']
+        >>> recorder.store.load_array("embeddings").shape   # the input of model.lin: 1 feature
+        (4, 1)
+        """
+        names = self.config.final_signals
+        if not names:
+            return []
+        n = self.num_train
+        idx, loss, extras = self._sweep_all(model, self.train_dataset, n,
+                                            desc="CLD sweep (final features)", signals=names)
+        self._save_final(place_by_index(n, idx, loss, extra=extras, what="Final features").extra)
+        return names
+
+    def _save_final(self, values: dict) -> None:
+        if self.is_main_process:
+            for name, array in values.items():
+                self.store.save_array(name, array)
+        self._barrier()
+        logger.info("Recorded the end-of-training signals %s of %d training samples.",
+                    sorted(values), self.num_train)
+
+    @property
+    def final_features_recorded(self) -> bool:
+        """Whether every requested final signal is stored and was taken after the last snapshot
+        (True when none was requested)."""
+        store = self.read_store()
+        return all(name in store.array_names and store.array_snapshot(name) == self.num_snapshots
+                   for name in self.config.final_signals)
+
+    def _append(self, train: np.ndarray, query: np.ndarray, *, epoch, step, signals=None) -> None:
+        info = {"index": self.num_snapshots, "epoch": None if epoch is None else float(epoch),
+                "step": None if step is None else int(step)}
+        if self.streaming:
+            self._scorer.update(train, query)
+        if self.is_main_process:
+            if self.streaming:
+                self.store.append_streamed(self._scorer.state_dict(), epoch=epoch, step=step)
+            else:
+                self.store.append(train, query, epoch=epoch, step=step, signals=signals or None)
+        self._snapshots.append(info)
+        self._barrier()
+        logger.info("Recorded loss snapshot %d (epoch %s): mean train loss %.4f, mean query loss "
+                    "%.4f.", info["index"], epoch, float(train.mean()), float(query.mean()))
+
+    # ------------------------------------------------------------------ results
+    def scores(self, *, first: int | None = None, every: int = 1) -> np.ndarray:
+        """CLD scores of the training samples (float32, shape ``(N,)``), on every process.
+
+        ``first`` / ``every`` score a window of the snapshots (not with ``streaming=True``).
+
+        Examples
+        --------
+        >>> recorder, model = toy_recorder(epochs=3)
+        >>> recorder.scores().shape, recorder.scores().dtype
+        ((4,), dtype('float32'))
+        """
+        if self.streaming:
+            if first is not None or every != 1:
+                raise ValueError(
+                    "first= and every= need the stored trajectory; with streaming=True every "
+                    "recorded snapshot is scored. Record with streaming=False to use a window."
+                )
+            return self._scorer.scores()
+        return self.read_store().scores(first=first, every=every,
+                                         missing_query_class=self.config.missing_query_class)
+
+    def save_scores(self, scores=None) -> Path:
+        """Save ``sample_index``, ``label``, ``cld_score`` in the store (``scores.arrow``).
+
+        Only the main process writes; returns the path.
+
+        Examples
+        --------
+        >>> recorder, model = toy_recorder(epochs=3)
+        >>> recorder.save_scores().name
+        'scores.arrow'
+        """
+        scores = self.scores() if scores is None else np.asarray(scores, np.float32)
+        if self.is_main_process:
+            self.store.save_scores(scores)
+        self._barrier()
+        return self.output_dir / "scores.arrow"
+
+    def scored_dataset(self, *, include_trajectory: bool | None = None, scores=None):
+        """The training dataset with ``cld_score`` (float32) and ``loss_trajectory`` columns
+        (:func:`cld_hf.dataset_adapters.scored_dataset`; no trajectory when streaming).
+
+        Examples
+        --------
+        >>> recorder, model = toy_recorder(epochs=3)
+        >>> scored = recorder.scored_dataset()
+        >>> scored.features["cld_score"], scored.features["loss_trajectory"]
+        (Value('float32'), List(Value('float32'), length=3))
+        """
+        from ..dataset_adapters import scored_dataset
+
+        if include_trajectory is None:
+            include_trajectory = not self.streaming
+        if include_trajectory and self.streaming:
+            raise ValueError(
+                "include_trajectory=True needs the stored trajectory, but this recorder streams "
+                "(streaming=True keeps no trajectory). Record with streaming=False."
+            )
+        scores = self.scores() if scores is None else scores
+        trajectory = self.read_store().train_losses() if include_trajectory else None
+        return scored_dataset(self.train_dataset, scores, trajectory=trajectory)
+
+    def __repr__(self) -> str:
+        return (f"LossRecorder(output_dir={str(self.output_dir)!r}, mode={self.mode!r}, "
+                f"num_train={self.num_train}, num_query={self.num_query}, "
+                f"num_snapshots={self.num_snapshots}, streaming={self.streaming})")
+
+
+def _batch_size(batch) -> int | None:
+    if isinstance(batch, Mapping):
+        for key in (INDEX_KEY, *LABEL_KEYS):
+            value = batch.get(key)
+            if isinstance(value, torch.Tensor) and value.ndim >= 1:
+                return int(value.shape[0])
+        for value in batch.values():
+            if isinstance(value, torch.Tensor) and value.ndim >= 1:
+                return int(value.shape[0])
+    return None
