@@ -10,10 +10,10 @@ from __future__ import annotations
 import importlib
 
 from .columns import INDEX_COLUMN, SCORE_COLUMN, TRAJECTORY_COLUMN, find_label_column
+from .identity import add_index_column, index_identity
 from .scoring import StreamingCLD, cld_scores, snapshot_window
 from .dataset_adapters import (
     add_cld_scores,
-    add_index_column,
     scored_dataset,
     select_coreset,
     stratified_query_split,
@@ -51,6 +51,7 @@ __all__ = [
     "class_budgets",
     "cld_scores",
     "find_label_column",
+    "index_identity",
     "scored_dataset",
     "select_coreset",
     "select_random_per_class",

@@ -441,7 +441,16 @@ def write_selections(path, coresets: Sequence[Coreset]) -> Path:
 
 
 def read_selections(path) -> list[Coreset]:
-    """The coresets written by :func:`write_selections`."""
+    """The coresets written by :func:`write_selections`.
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> path = write_selections(os.path.join(tempfile.mkdtemp(), "s.arrow"),
+    ...                         [Coreset("random", 0.5, 1, np.array([1, 2]), 0.0)])
+    >>> [(c.method, c.seed) for c in read_selections(path)]
+    [('random', 1)]
+    """
     import pyarrow as pa
     import pyarrow.ipc as ipc
 

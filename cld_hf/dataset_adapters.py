@@ -1,7 +1,8 @@
 """``datasets`` adapters: the NumPy method applied to a ``datasets.Dataset``, in one place.
 
 - :func:`stratified_query_split`: the per-class query hold-out of a dataset;
-- :func:`add_index_column`, :func:`add_cld_scores`: columns with explicit features;
+- :func:`add_cld_scores`: the scores as a float32 feature (and, from :mod:`cld_hf.identity`,
+  :func:`add_index_column`: each row's index in its source, which every split carries);
 - :func:`scored_dataset`: the one way a scored dataset is assembled (scores, optionally the
   loss trajectories as ``List(Value("float32"), length=S)``), used by the recorder, the callback
   and ``cld-hf score``;
@@ -16,12 +17,12 @@ from __future__ import annotations
 import numpy as np
 
 from .columns import INDEX_COLUMN, SCORE_COLUMN, TRAJECTORY_COLUMN, find_label_column
+from .identity import add_index_column, index_identity
 from .selection import Balance, select_top_per_class
 from .splits import stratified_split_indices
 
 __all__ = [
     "column_values",
-    "add_index_column",
     "add_cld_scores",
     "scored_dataset",
     "select_coreset",
@@ -46,8 +47,13 @@ def column_values(dataset, column: str) -> np.ndarray:
     return np.asarray(dataset.with_format("numpy", columns=[column])[column][:])
 
 
-def stratified_query_split(dataset, *, fraction: float = 0.1, seed: int = 0, label_column=None):
+def stratified_query_split(dataset, *, fraction: float = 0.1, seed: int = 0, label_column=None,
+                           source_name: str | None = None, source_split: str | None = None):
     """Split a ``datasets.Dataset`` into ``(train_dataset, query_dataset)``, stratified by class.
+
+    Both parts carry ``sample_index``: each row's index in ``dataset`` (added first when
+    ``dataset`` has none; see :func:`cld_hf.identity.add_index_column`), so scores, coresets and
+    pushed indices refer to rows of ``dataset``, never to rows of the training part.
 
     Parameters
     ----------
@@ -57,6 +63,9 @@ def stratified_query_split(dataset, *, fraction: float = 0.1, seed: int = 0, lab
     seed : int, default 0
     label_column : str, optional
         Found as ``labels``, then ``label``, when not given.
+    source_name, source_split : str, optional
+        The name (e.g. the Hub id) and split of ``dataset``, recorded with the index (default:
+        ``dataset.info.dataset_name`` and ``dataset.split``).
 
     Examples
     --------
@@ -65,8 +74,13 @@ def stratified_query_split(dataset, *, fraction: float = 0.1, seed: int = 0, lab
     >>> train, query = stratified_query_split(ds, fraction=0.2, seed=0)
     >>> len(train), len(query), sorted(set(query["label"]))
     (32, 8, [0, 1, 2, 3])
+    >>> query["sample_index"][:3]                 # rows of ds
+    [2, 9, 13]
     """
-    labels = column_values(dataset, find_label_column(dataset.column_names, label_column))
+    label_column = find_label_column(dataset.column_names, label_column)
+    dataset = add_index_column(dataset, name=source_name, split=source_split,
+                               label_column=label_column)
+    labels = column_values(dataset, label_column)
     train_idx, query_idx = stratified_split_indices(labels, fraction=fraction, seed=seed)
     return dataset.select(train_idx), dataset.select(query_idx)
 
@@ -82,10 +96,11 @@ def select_coreset(
 ):
     """The class-balanced coreset of a scored ``datasets.Dataset``, through ``Dataset.select``.
 
-    Each class keeps its ``k_c`` highest scores (:func:`~cld_hf.selection.select_top_per_class`). The coreset has a
-    ``sample_index`` column with each row's index in ``dataset``; if ``dataset`` already has one
-    (it is itself a selection), that column is kept, so the coreset always traces back to the
-    original source.
+    Each class keeps its ``k_c`` highest scores (:func:`~cld_hf.selection.select_top_per_class`).
+    The coreset has a ``sample_index`` column: the one ``dataset`` carries (each row's index in
+    the source it was split from), or, when it has none, each row's index in ``dataset``
+    (recorded as the source); either way the column's feature says which dataset it indexes
+    (:func:`cld_hf.identity.index_identity`).
 
     Parameters
     ----------
@@ -114,30 +129,9 @@ def select_coreset(
     scores = column_values(dataset, score_column)
     labels = column_values(dataset, label_column)
     indices = select_top_per_class(scores, labels, fraction=fraction, size=size, balance=balance)
-    if INDEX_COLUMN not in dataset.column_names:
-        dataset = add_index_column(dataset)
+    if index_identity(dataset) is None:
+        dataset = add_index_column(dataset, label_column=label_column)
     return dataset.select(indices)
-
-
-def add_index_column(dataset, *, column: str = INDEX_COLUMN):
-    """Add ``column`` (int64) holding each row's index, so later selections can be traced back.
-
-    Examples
-    --------
-    >>> from datasets import Dataset
-    >>> add_index_column(Dataset.from_dict({"x": [5, 6]}))["sample_index"][:]
-    [0, 1]
-    """
-    import datasets
-
-    if column in dataset.column_names:
-        raise ValueError(
-            f"Column {column!r} already exists; it already traces rows to their source. "
-            f"Pass another column= name to add a second index."
-        )
-    return dataset.add_column(
-        column, np.arange(len(dataset), dtype=np.int64), feature=datasets.Value("int64")
-    )
 
 
 def add_cld_scores(dataset, scores, *, column: str = SCORE_COLUMN, overwrite: bool = False):
