@@ -82,9 +82,10 @@ class CLDCallback(TrainerCallback):
     config : RecorderConfig, optional
         The recording options (:class:`~cld_hf.recording.config.RecorderConfig`); keyword
         ``**options`` (``mode="train_pass"``, ``every_n_epochs=2``, ``signals=[...]``, ...)
-        override its fields. ``output_dir`` defaults to ``<TrainingArguments.output_dir>/cld``,
-        ``batch_size`` to ``per_device_eval_batch_size``, ``num_workers`` to
-        ``dataloader_num_workers``.
+        override its fields. ``sweep_batch_size`` defaults to ``per_device_eval_batch_size``,
+        ``sweep_num_workers`` to ``dataloader_num_workers``.
+    output_dir : str or os.PathLike, optional
+        Where the recording goes; ``<TrainingArguments.output_dir>/cld`` by default.
     trainer : transformers.Trainer, optional
         Needed for ``mode="train_pass"`` only (below).
     per_sample_loss : callable, optional
@@ -133,7 +134,8 @@ class CLDCallback(TrainerCallback):
         coreset = select_coreset(scored, fraction=0.1)
     """
 
-    def __init__(self, query_dataset, config: RecorderConfig | None = None, *, trainer=None,
+    def __init__(self, query_dataset, config: RecorderConfig | None = None, *, output_dir=None,
+                 trainer=None,
                  per_sample_loss: Callable | None = None, eval_transform: Callable | None = None,
                  **options):
         # User-provided options
@@ -157,6 +159,7 @@ class CLDCallback(TrainerCallback):
                 f"train_labels= and query_labels= in a custom loop."
             )
         self.query_dataset = query_dataset
+        self.output_dir = None if output_dir is None else os.fspath(output_dir)
         self.per_sample_loss = per_sample_loss
         self.eval_transform = eval_transform
         self.query_labels = dataset_labels(query_dataset, self.config.label_column, None, "query")
@@ -252,7 +255,7 @@ class CLDCallback(TrainerCallback):
                 )
         self._check_labels(train)
         fresh = state.global_step == 0
-        output_dir = self.config.output_dir or os.path.join(args.output_dir, "cld")
+        output_dir = self.output_dir or os.path.join(args.output_dir, "cld")
         exists = os.path.isfile(os.path.join(output_dir, "store.json"))
         if not fresh and not exists:
             raise FileNotFoundError(
@@ -269,10 +272,10 @@ class CLDCallback(TrainerCallback):
             if columns is not None:
                 columns = sorted((columns | set(args.label_names or ())) - {INDEX_KEY})
         config = make_config(self.config, {
-            "output_dir": output_dir,
-            "batch_size": self.config.batch_size or args.per_device_eval_batch_size,
-            "num_workers": (self.config.num_workers if self.config.num_workers is not None
-                            else args.dataloader_num_workers),
+            "sweep_batch_size": self.config.sweep_batch_size or args.per_device_eval_batch_size,
+            "sweep_num_workers": (self.config.sweep_num_workers
+                                  if self.config.sweep_num_workers is not None
+                                  else args.dataloader_num_workers),
             "remove_unused_columns": bool(remove_unused) and self.config.remove_unused_columns,
             "input_columns": self.config.input_columns or columns,
             "progress": self.config.progress and not args.disable_tqdm,
@@ -282,7 +285,8 @@ class CLDCallback(TrainerCallback):
         if self.config.mode == "train_pass" and isinstance(collate_fn, IndexCollator):
             collate_fn = collate_fn.collate_fn
         self._recorder = LossRecorder(
-            train, self.query_dataset, config, per_sample_loss=self.per_sample_loss,
+            train, self.query_dataset, config, output_dir=output_dir,
+            per_sample_loss=self.per_sample_loss,
             eval_transform=self.eval_transform, collate_fn=collate_fn,
             metadata={"model": type(model).__name__ if model is not None else None},
         )

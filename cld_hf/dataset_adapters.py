@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .columns import INDEX_COLUMN, SCORE_COLUMN, TRAJECTORY_COLUMN, find_label_column
+from .columns import SCORE_COLUMN, TRAJECTORY_COLUMN, find_label_column
 from .identity import add_index_column, index_identity
 from .selection import Balance, select_top_per_class
 from .splits import stratified_split_indices

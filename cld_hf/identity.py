@@ -29,9 +29,11 @@ from .columns import INDEX_COLUMN, find_label_column
 
 __all__ = [
     "dataset_fingerprint",
+    "labels_fingerprint",
     "source_identity",
     "index_identity",
     "add_index_column",
+    "index_feature",
     "check_source",
     "describe_identity",
 ]
@@ -40,7 +42,7 @@ _KEY = "cld_hf_index"
 
 
 def dataset_fingerprint(dataset, *, label_column: str | None = None) -> str:
-    """cld-hf's content fingerprint of a dataset: SHA-256 of its row count and label column.
+    """cld-hf's content fingerprint of a dataset: SHA-256 of its row count and label values.
 
     It depends on the rows and their order, not on the transformations that made them, and
     reads a single column, so it is cheap at ImageNet scale. A dataset without a label column
@@ -55,14 +57,27 @@ def dataset_fingerprint(dataset, *, label_column: str | None = None) -> str:
     >>> dataset_fingerprint(a) == dataset_fingerprint(a.select([2, 1, 0]))  # reordered
     False
     """
-    digest = hashlib.sha256(f"rows={len(dataset)}".encode())
     try:
         column = find_label_column(dataset.column_names, label_column)
     except ValueError:
+        digest = hashlib.sha256(f"rows={len(dataset)}".encode())
         digest.update(json.dumps(sorted(dataset.column_names)).encode())
         return digest.hexdigest()
     values = np.asarray(dataset.with_format("numpy", columns=[column])[column][:])
-    digest.update(f"{column}:{values.dtype.kind}".encode())
+    return labels_fingerprint(values)
+
+
+def labels_fingerprint(labels) -> str:
+    """:func:`dataset_fingerprint` from the label column's values alone (the same digest).
+
+    Examples
+    --------
+    >>> from datasets import Dataset
+    >>> labels_fingerprint([0, 1, 1]) == dataset_fingerprint(Dataset.from_dict({"label": [0, 1, 1]}))
+    True
+    """
+    values = np.asarray(labels)
+    digest = hashlib.sha256(f"rows={len(values)}".encode())
     digest.update(np.ascontiguousarray(values.astype(np.int64, copy=False)
                                        if values.dtype.kind in "iub" else values).tobytes())
     return digest.hexdigest()
@@ -140,14 +155,26 @@ def add_index_column(dataset, *, name: str | None = None, split: str | None = No
     >>> ds["sample_index"][:], index_identity(ds)["name"]
     ([0, 1], 'me/toy')
     """
-    import datasets
-
     if index_identity(dataset) is not None:
         return dataset
     record = source_identity(dataset, name=name, split=split, label_column=label_column)
-    feature = datasets.Value("int64", id=json.dumps({_KEY: record}, sort_keys=True))
     return dataset.add_column(INDEX_COLUMN, np.arange(len(dataset), dtype=np.int64),
-                              feature=feature)
+                              feature=index_feature(record))
+
+
+def index_feature(record: dict):
+    """The ``datasets`` feature of a ``sample_index`` column indexing the source ``record``.
+
+    Examples
+    --------
+    >>> feature = index_feature({"name": "me/toy", "split": "train", "num_rows": 2,
+    ...                          "fingerprint": "0" * 64})
+    >>> feature.dtype, '"num_rows": 2' in feature.id
+    ('int64', True)
+    """
+    import datasets
+
+    return datasets.Value("int64", id=json.dumps({_KEY: dict(record)}, sort_keys=True))
 
 
 def check_source(source, identity: dict, *, label_column: str | None = None) -> None:

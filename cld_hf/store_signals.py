@@ -301,9 +301,15 @@ class SignalsMixin:
         part = 0 if split == "train" else 1
         matrix = self._matrix(part, snapshots)
         labels = self.train_labels if part == 0 else self.query_labels
+        from .identity import index_feature, labels_fingerprint
+
+        record = dict((self.identity or {}).get(split) or {})
+        record.setdefault("name", None)
+        record.setdefault("split", None)
+        record.update(num_rows=len(labels), fingerprint=labels_fingerprint(labels))
         features = datasets.Features(
             {
-                "sample_index": datasets.Value("int64"),
+                "sample_index": index_feature(record),
                 "label": datasets.Value("int64"),
                 "loss_trajectory": datasets.List(datasets.Value("float32"), length=matrix.shape[1]),
             }

@@ -18,7 +18,7 @@ the accuracy table (fraction rows, method columns, mean ± std) and the selectio
         --proxy_epochs 12 --target_epochs 20 --output_dir compare_mnist1d --threads 1
 
 Every option of ``cld-hf run`` is accepted (``--help``); ``--methods`` defaults here to the
-methods cheap on a CPU (``cld_hf.comparison.DEFAULT_METHODS``).
+methods cheap on a CPU (``cld_hf.app.comparison.DEFAULT_METHODS``).
 """
 
 from __future__ import annotations
@@ -38,8 +38,8 @@ class CompareArguments:
 def make_parser():
     from transformers import HfArgumentParser
 
-    from cld_hf.comparison import DEFAULT_METHODS
-    from cld_hf.experiment import RunArguments
+    from cld_hf.app.comparison import DEFAULT_METHODS
+    from cld_hf.app.arguments import RunArguments
 
     parser = HfArgumentParser((RunArguments, CompareArguments), description=__doc__)
     parser.set_defaults(methods=list(DEFAULT_METHODS))
@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
         import torch
 
         torch.set_num_threads(compare_args.threads)
-    from cld_hf.experiment import run_experiment
+    from cld_hf.app.experiment import run_experiment
 
     command = " ".join(["python scripts/compare_methods.py", *(sys.argv[1:] if argv is None
                                                                else argv)])

@@ -100,8 +100,8 @@ def main(args: CoresetArguments) -> dict:
     from accelerate.utils import set_seed
 
     from cld_hf import find_label_column
-    from cld_hf.experiment import load_data
-    from cld_hf.vision import (
+    from cld_hf.app.data import load_data
+    from cld_hf.app.vision import (
         find_image_column,
         image_collator,
         image_transforms,

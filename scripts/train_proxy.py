@@ -8,7 +8,9 @@ torchvision's ResNet-18 adapted to 32x32 inputs (3x3 stem, no max-pool); SGD lr 
 0.9, Nesterov, weight decay 5e-4, batch 128, 164 epochs, lr x0.1 at epochs 81 and 121; random
 crop (padding 4) and horizontal flip for training, no augmentation for recording; a stratified
 query hold-out (10%). ``LossRecorder`` records every training and query loss before training and
-after every epoch (an eval-mode sweep, gathered across processes by sample index).
+after every epoch (an eval-mode sweep, gathered across processes by sample index). The recording
+options are those of ``cld_hf.RecorderConfig`` (``--mode``, ``--every_n_epochs``,
+``--record_initial``, ``--streaming``, ``--sweep_batch_size``, ``--label_column``, ...).
 
 Writes to ``--output_dir``: ``trajectories/`` (the loss store), ``scored/`` (the training set +
 ``cld_score`` + ``loss_trajectory``, ``save_to_disk``, with ``cld_run.json``), ``model/``
@@ -37,7 +39,6 @@ class ProxyArguments:
         "help": "built-in 'digits'/'mnist1d', a save_to_disk directory, an imagefolder, or a Hub id"})
     train_split: str = field(default="train", metadata={"help": "split to score"})
     test_split: str = field(default="test", metadata={"help": "split for test accuracy"})
-    label_column: str | None = field(default=None, metadata={"help": "default: labels, then label"})
     image_column: str | None = field(default=None, metadata={
         "help": "column of images/arrays (default: image, img, then pixel_values)"})
     image_size: int = field(default=32, metadata={"help": "images are resized to this square size"})
@@ -57,30 +58,23 @@ class ProxyArguments:
         "help": "epochs after which the learning rate is multiplied by --gamma"})
     gamma: float = field(default=0.1)
     hflip: bool = field(default=True, metadata={"help": "random horizontal flip in training"})
-    # Recording
-    record_initial: bool = field(default=True, metadata={
-        "help": "record snapshot 0 before training (False: the authors' T-1 differences)"})
-    record_mode: str = field(default="sweep", metadata={"help": "'sweep' or 'train_pass'"})
-    every_n_epochs: int = field(default=1, metadata={"help": "record every k-th epoch"})
-    streaming: bool = field(default=False, metadata={"help": "StreamingCLD: keep no trajectory"})
-    record_batch_size: int = field(default=256, metadata={"help": "per-process sweep batch size"})
     # Output
     output_dir: str = field(default="proxy", metadata={"help": "where everything is written"})
     cpu: bool = field(default=False, metadata={"help": "run on CPU even if a GPU is present"})
     num_workers: int = field(default=0, metadata={"help": "DataLoader workers"})
 
 
-def main(args: ProxyArguments) -> dict:
+def main(args: ProxyArguments, config=None) -> dict:
     import numpy as np
     import torch
     from accelerate import Accelerator
     from accelerate.utils import set_seed
     from safetensors.torch import save_model
 
-    from cld_hf import LossRecorder, stratified_query_split
+    from cld_hf import LossRecorder, RecorderConfig, stratified_query_split
     from cld_hf.recording import INDEX_KEY, IndexedDataset
-    from cld_hf.experiment import load_data
-    from cld_hf.vision import (
+    from cld_hf.app.data import load_data
+    from cld_hf.app.vision import (
         find_image_column,
         image_collator,
         image_transforms,
@@ -89,19 +83,22 @@ def main(args: ProxyArguments) -> dict:
         top1_accuracy,
     )
 
+    config = RecorderConfig() if config is None else config
     accelerator = Accelerator(cpu=args.cpu)
     set_seed(args.seed)
     out = Path(args.output_dir)
     train, test, label_column, names = load_data(args.dataset, train_split=args.train_split,
                                                  test_split=args.test_split,
-                                                 label_column=args.label_column, seed=args.seed)
+                                                 label_column=config.label_column, seed=args.seed)
     if args.max_train_samples is not None:
         train = train.select(range(min(args.max_train_samples, len(train))))
     image_column = find_image_column(train.column_names, args.image_column)
     keep = [image_column, label_column]
     train_ds, query_ds = stratified_query_split(train.select_columns(keep),
                                                 fraction=args.query_fraction, seed=args.seed,
-                                                label_column=label_column)
+                                                label_column=label_column,
+                                                source_name=args.dataset,
+                                                source_split=args.train_split)
     num_classes = len(names) if names else int(max(train[label_column][:])) + 1
     probe = image_transforms(image_column=image_column, size=args.image_size, train=False)
     in_channels = int(probe(train_ds[:1])["pixel_values"][0].shape[0])
@@ -115,8 +112,9 @@ def main(args: ProxyArguments) -> dict:
     loader = torch.utils.data.DataLoader(IndexedDataset(train_ds.with_transform(train_tf)),
                                          batch_size=per_process, shuffle=True, collate_fn=collate,
                                          num_workers=args.num_workers)
+    sweep_batch_size = config.sweep_batch_size or 256
     test_loader = torch.utils.data.DataLoader(test.select_columns(keep).with_transform(eval_tf),
-                                              batch_size=args.record_batch_size, collate_fn=collate)
+                                              batch_size=sweep_batch_size, collate_fn=collate)
     model = make_small_image_model(args.arch, num_classes, in_channels=in_channels, seed=args.seed)
     optimizer, scheduler = sgd_recipe(model.parameters(), lr=args.learning_rate,
                                       momentum=args.momentum, weight_decay=args.weight_decay,
@@ -126,13 +124,12 @@ def main(args: ProxyArguments) -> dict:
                                                                 test_loader)
 
     recorder = LossRecorder(
-        accelerator, train_ds, query_ds, output_dir=out / "trajectories", mode=args.record_mode,
-        every_n_epochs=args.every_n_epochs, streaming=args.streaming, eval_transform=eval_tf,
-        collate_fn=collate, batch_size=args.record_batch_size, label_column=label_column,
-        if_exists="overwrite", num_workers=args.num_workers,
+        train_ds, query_ds, config, output_dir=out / "trajectories", accelerator=accelerator,
+        eval_transform=eval_tf, collate_fn=collate, label_column=label_column,
+        sweep_batch_size=sweep_batch_size,
         metadata={"proxy_model": f"torchvision {args.arch}, 3x3 stem, no max-pool",
                   "recipe": asdict(args)})
-    if args.record_initial:
+    if config.record_initial:
         recorder.record(model, epoch=0, step=0)
     step = 0
     for epoch in range(1, args.epochs + 1):
@@ -146,7 +143,7 @@ def main(args: ProxyArguments) -> dict:
             optimizer.step()
             optimizer.zero_grad()
             step += 1
-            if args.record_mode == "train_pass" and recorder.will_record(epoch):
+            if config.mode == "train_pass" and recorder.will_record(epoch):
                 recorder.feed(index, per_sample)  # the training forward's own losses
         scheduler.step()
         recorder.record(model, epoch=epoch, step=step)
@@ -156,12 +153,13 @@ def main(args: ProxyArguments) -> dict:
     result = {"test_accuracy": accuracy, "num_snapshots": recorder.num_snapshots,
               "num_train": len(train_ds), "num_query": len(query_ds)}
     if accelerator.is_main_process:
-        scored = recorder.scored_dataset()
+        scored = recorder.scored_dataset()  # train_ds carries sample_index: rows of the split source
         scored.save_to_disk(str(out / "scored"))
         query_ds.save_to_disk(str(out / "query"))
         info = {"proxy_model": f"torchvision {args.arch}, 3x3 stem, no max-pool",
                 "epochs": args.epochs, "num_snapshots": recorder.num_snapshots,
-                "record_mode": args.record_mode, "query_fraction": args.query_fraction,
+                "record_mode": config.mode, "recording": config.to_dict(),
+                "query_fraction": args.query_fraction,
                 "query_seed": args.seed, "num_train": len(train_ds), "num_query": len(query_ds),
                 "proxy_test_accuracy": accuracy, "dataset": args.dataset,
                 "command": "python scripts/train_proxy.py " + " ".join(
@@ -186,17 +184,19 @@ def main(args: ProxyArguments) -> dict:
 def make_parser():
     from transformers import HfArgumentParser
 
-    return HfArgumentParser(ProxyArguments, description=__doc__)
+    from cld_hf import RecorderConfig
+
+    return HfArgumentParser((ProxyArguments, RecorderConfig), description=__doc__)
 
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    (parsed,) = make_parser().parse_args_into_dataclasses()
-    snapshots = parsed.epochs // parsed.every_n_epochs + int(parsed.record_initial)
+    parsed, recording = make_parser().parse_args_into_dataclasses()
+    snapshots = parsed.epochs // recording.every_n_epochs + int(recording.record_initial)
     if snapshots < 3:
         raise SystemExit(
             f"--epochs {parsed.epochs} records {snapshots} snapshot(s); CLD needs at least 3 "
             f"(2 loss differences). Train longer, record every epoch, or keep --record_initial.")
     if not 0 < parsed.query_fraction < 1:
         raise SystemExit(f"--query_fraction {parsed.query_fraction} must be in (0, 1).")
-    print(json.dumps(main(parsed)))
+    print(json.dumps(main(parsed, recording)))

@@ -68,7 +68,7 @@ def test_image_model_from_config_scores_every_row(tmp_path):
     import datasets
 
     train, query = digits_dataset(n_train=120, n_query=30, image=True)
-    cld = CLDCallback(query, batch_size=64, progress=False)
+    cld = CLDCallback(query, sweep_batch_size=64, progress=False)
     trainer = make_trainer(tiny_resnet(), trainer_args(tmp_path, learning_rate=0.1), train, [cld])
     trainer.train()
 
@@ -116,7 +116,7 @@ def test_plain_module_scores_equal_cld_scores_of_losses_recomputed_from_checkpoi
     tmp_path, digits
 ):
     train, query = digits
-    cld = CLDCallback(query, batch_size=16, progress=False)
+    cld = CLDCallback(query, sweep_batch_size=16, progress=False)
     initial = MLP(seed=0)
     trainer = make_trainer(MLP(seed=0), trainer_args(tmp_path, save_strategy="epoch"), train, [cld])
     trainer.train()
@@ -138,7 +138,7 @@ def test_signals_from_the_same_sweeps_equal_a_recomputation_from_the_checkpoints
     4 sweeps of train + query), the final features from the last epoch's sweep."""
     train, query = digits
     signals = ["correct", "true_prob", "margin", "el2n", "grad_projection", "embeddings", "probs"]
-    cld = CLDCallback(query, batch_size=16, progress=False, signals=signals)
+    cld = CLDCallback(query, sweep_batch_size=16, progress=False, signals=signals)
     model = MLP(seed=0)
     eval_forwards = []
     model.register_forward_hook(lambda m, args, out: eval_forwards.append(1) if not m.training

@@ -9,7 +9,7 @@ import pytest
 from cld_hf import LossTrajectories, class_budgets, select_top_per_class
 from cld_hf.baselines import METHODS, select_baseline
 from cld_hf.baselines.gradients import el2n_from_probs, gradient_projections
-from cld_hf.comparison import (
+from cld_hf.app.comparison import (
     CLD_COST,
     DEFAULT_METHODS,
     METHOD_NAMES,

@@ -11,7 +11,9 @@ from datasets import load_from_disk
 from huggingface_hub import DatasetCard, ModelCard
 
 from cld_hf import LossTrajectories, cld_scores, select_top_per_class
-from cld_hf.experiment import RunArguments, apply_label_noise, results_markdown
+from cld_hf.app.arguments import RunArguments
+from cld_hf.app.data import apply_label_noise
+from cld_hf.app.results import results_markdown
 
 
 def test_cld_hf_run_end_to_end_writes_every_output(tmp_path):
@@ -129,9 +131,10 @@ def test_methods_each_get_a_coreset_with_the_same_budgets_and_a_table_column(tmp
     import datasets
     from cld_hf import class_budgets
     from cld_hf.baselines import METHODS
-    from cld_hf.builtin import load_builtin_dataset
-    from cld_hf.comparison import read_selections
-    from cld_hf.experiment import run_experiment, signals_needed
+    from cld_hf.app.builtin import load_builtin_dataset
+    from cld_hf.app.comparison import read_selections
+    from cld_hf.app.arguments import signals_needed
+    from cld_hf.app.experiment import run_experiment
 
     dd = load_builtin_dataset("digits")
     datasets.DatasetDict({"train": dd["train"].select(range(200)),
@@ -185,9 +188,20 @@ def test_methods_each_get_a_coreset_with_the_same_budgets_and_a_table_column(tmp
         ({"methods": ["cld", "craig", "cld"]}, r"\['cld'\] more than once"),
         ({"methods": ["cld", "forgeting"]}, "'forgeting'; each must be one of"),
         ({"methods": ["cld", "dyn_unc"], "proxy_epochs": 5}, r"\['dyn_unc'\] use a window of 10"),
-        ({"methods": ["forgetting"], "record_mode": "train_pass"}, "use record_mode='sweep'"),
     ],
 )
 def test_run_arguments_reject_bad_methods(kwargs, match):
     with pytest.raises(ValueError, match=match):
         RunArguments(**kwargs)
+
+
+def test_run_and_recording_options_are_checked_together():
+    from cld_hf import RecorderConfig
+    from cld_hf.app.arguments import check_run
+
+    with pytest.raises(ValueError, match="use --mode sweep"):
+        check_run(RunArguments(methods=["forgetting"]), RecorderConfig(mode="train_pass"))
+    with pytest.raises(ValueError, match="records 2 snapshot"):
+        check_run(RunArguments(proxy_epochs=4), RecorderConfig(every_n_epochs=2,
+                                                               record_initial=False))
+    check_run(RunArguments(methods=["cld", "herding"]), RecorderConfig(mode="train_pass"))

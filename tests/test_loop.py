@@ -38,7 +38,7 @@ def run_loop(tmp_path, data, *, epochs=3, stop_after=None, resume_from=None, str
     loader = torch.utils.data.DataLoader(IndexedDataset(train), batch_size=16, shuffle=False,
                                          collate_fn=IndexCollator())
     recorder = LossRecorder(train, query, accelerator=accelerator, output_dir=tmp_path / name, mode=mode,
-                            streaming=streaming, batch_size=16, progress=False,
+                            streaming=streaming, sweep_batch_size=16, progress=False,
                             if_exists="resume" if resume_from else "overwrite")
     model, optimizer, loader = accelerator.prepare(model, optimizer, loader)
     accelerator.register_for_checkpointing(recorder)
@@ -80,7 +80,7 @@ def test_train_pass_capture_feeds_the_losses_of_the_training_forward(tmp_path, d
     accelerator = Accelerator(cpu=True)
     model = MLP(seed=3)
     recorder = LossRecorder(train, query, accelerator=accelerator, output_dir=tmp_path, mode="train_pass",
-                            batch_size=16, progress=False)
+                            sweep_batch_size=16, progress=False)
     recorder.record(model, epoch=0)
     loader = accelerator.prepare(torch.utils.data.DataLoader(
         IndexedDataset(train), batch_size=16, shuffle=True, collate_fn=IndexCollator()))

@@ -54,7 +54,7 @@ def data():
 
 
 def make_recorder(accelerator, data, tmp_path, **kwargs):
-    kwargs.setdefault("batch_size", 16)
+    kwargs.setdefault("sweep_batch_size", 16)
     kwargs.setdefault("progress", False)
     train, query = data
     return LossRecorder(train, query, accelerator=accelerator, output_dir=tmp_path / "cld", **kwargs)
@@ -280,7 +280,7 @@ def test_sweep_reads_batches_and_never_the_whole_dataset(accelerator, data, tmp_
             return mapped[i]
 
     model = MLP()
-    rec = LossRecorder(Spy(), query, accelerator=accelerator, output_dir=tmp_path / "cld", batch_size=16,
+    rec = LossRecorder(Spy(), query, accelerator=accelerator, output_dir=tmp_path / "cld", sweep_batch_size=16,
                        train_labels=np.asarray(mapped["label"][:]), progress=False)
     rec.record(model)
     assert max(reads) <= 16 and sum(reads) == len(mapped)

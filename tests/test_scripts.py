@@ -25,7 +25,7 @@ def run_script(name, *args, cwd):
 def test_train_proxy_then_train_on_coreset(tmp_path):
     proxy = tmp_path / "proxy"
     result = run_script("train_proxy.py", "--dataset", "digits", "--epochs", "2", "--max_train_samples", "150",
-                        "--image_size", "16", "--batch_size", "32", "--record_batch_size", "64",
+                        "--image_size", "16", "--batch_size", "32", "--sweep_batch_size", "64",
                         "--output_dir", proxy, "--cpu", cwd=tmp_path)
     assert result["num_snapshots"] == 3 and result["num_train"] + result["num_query"] == 150
     store = LossTrajectories(proxy / "trajectories")
@@ -49,7 +49,7 @@ def test_train_proxy_then_train_on_coreset(tmp_path):
 
 def test_train_proxy_train_pass_records_the_training_forward(tmp_path):
     result = run_script("train_proxy.py", "--dataset", "digits", "--epochs", "2", "--max_train_samples", "90",
-                        "--image_size", "16", "--batch_size", "16", "--record_mode", "train_pass",
+                        "--image_size", "16", "--batch_size", "16", "--mode", "train_pass",
                         "--arch", "resnet18", "--output_dir", tmp_path / "p", "--cpu", cwd=tmp_path)
     store = LossTrajectories(tmp_path / "p" / "trajectories")
     assert result["num_snapshots"] == store.num_snapshots == 3

@@ -84,17 +84,14 @@ class RecorderConfig:
     > Parameters that control the sweeps and the output
 
     Args:
-        output_dir (`str`, *optional*):
-            Where the store goes (required by `LossRecorder`; the callback defaults to
-            `<TrainingArguments.output_dir>/cld`).
         if_exists (`str`, *optional*, defaults to `"error"`):
             `output_dir` already holds a recording: refuse (`"error"`), replace it
             (`"overwrite"`, the only way a recording is ever deleted), or continue it
             (`"resume"`).
-        batch_size (`int`, *optional*):
+        sweep_batch_size (`int`, *optional*):
             Per-process batch size of the sweeps (recorder: 64; callback: the Trainer's
             `per_device_eval_batch_size`).
-        num_workers (`int`, *optional*):
+        sweep_num_workers (`int`, *optional*):
             DataLoader workers of the sweeps (callback: the Trainer's `dataloader_num_workers`).
         remove_unused_columns (`bool`, *optional*, defaults to `True`):
             Give the model only the columns its `forward` accepts (and the labels).
@@ -149,13 +146,11 @@ class RecorderConfig:
     unseen: Literal["error", "sweep"] = field(default="error", metadata={
         "help": "train_pass: a sample no fed batch held is an 'error', or is swept ('sweep')"})
     # Sweeps and output
-    output_dir: str | None = field(default=None, metadata={
-        "help": "where the recording goes (callback default: <output_dir>/cld)"})
     if_exists: Literal["error", "overwrite", "resume"] = field(default="error", metadata={
         "help": "output_dir holds a recording: 'error', 'overwrite' (delete it) or 'resume'"})
-    batch_size: int | None = field(default=None, metadata={
+    sweep_batch_size: int | None = field(default=None, metadata={
         "help": "per-process sweep batch size (default: 64, or the Trainer's eval batch size)"})
-    num_workers: int | None = field(default=None, metadata={
+    sweep_num_workers: int | None = field(default=None, metadata={
         "help": "sweep DataLoader workers (default: 0, or the Trainer's)"})
     remove_unused_columns: bool = field(default=True, metadata={
         "help": "give the model only the columns its forward accepts"})
@@ -175,12 +170,10 @@ class RecorderConfig:
                      "log_summary"):
             check_bool(name, getattr(self, name))
         check_int("every_n_epochs", self.every_n_epochs, min_val=1)
-        if self.batch_size is not None:
-            check_int("batch_size", self.batch_size, min_val=1)
-        if self.num_workers is not None:
-            check_int("num_workers", self.num_workers, min_val=0)
-        if self.output_dir is not None and not isinstance(self.output_dir, str):
-            self.output_dir = str(self.output_dir)  # an os.PathLike
+        if self.sweep_batch_size is not None:
+            check_int("sweep_batch_size", self.sweep_batch_size, min_val=1)
+        if self.sweep_num_workers is not None:
+            check_int("sweep_num_workers", self.sweep_num_workers, min_val=0)
         for name in ("label_column",):
             value = getattr(self, name)
             if value is not None and not isinstance(value, str):

@@ -62,7 +62,7 @@ class LossRecorder(TrainPassMixin, CheckpointMixin):
 
     Every process runs :meth:`record` at the same point; the losses of all processes are gathered
     by sample index into one snapshot, which the main process appends to the store in
-    ``config.output_dir``. Processes come from ``accelerate.PartialState`` (initialised by an
+    ``output_dir``. Processes come from ``accelerate.PartialState`` (initialised by an
     ``Accelerator``, the Trainer, ``torchrun`` or ``accelerate launch``).
 
     Parameters
@@ -72,9 +72,10 @@ class LossRecorder(TrainPassMixin, CheckpointMixin):
     query_dataset : same kind
         The held-out query set, ``Q >= 1`` rows, with samples of every training class.
     config : RecorderConfig, optional
-        The options (:class:`~cld_hf.recording.config.RecorderConfig`); ``output_dir`` is
-        required. Keyword ``**options`` (e.g. ``output_dir="cld", mode="train_pass"``) override
-        its fields.
+        The options (:class:`~cld_hf.recording.config.RecorderConfig`); keyword ``**options``
+        (e.g. ``mode="train_pass"``) override its fields.
+    output_dir : str or os.PathLike
+        Where the store goes (required).
     accelerator : accelerate.Accelerator, optional
         Only for its ``autocast`` (mixed precision in the sweeps) and device; processes and
         gathers go through ``PartialState`` either way.
@@ -133,14 +134,14 @@ class LossRecorder(TrainPassMixin, CheckpointMixin):
     """
 
     def __init__(self, train_dataset, query_dataset, config: RecorderConfig | None = None, *,
-                 accelerator=None, per_sample_loss: Callable | None = None,
+                 output_dir=None, accelerator=None, per_sample_loss: Callable | None = None,
                  eval_transform: Callable | None = None, collate_fn: Callable | None = None,
                  train_labels=None, query_labels=None, metadata: dict | None = None, **options):
         from accelerate import PartialState
 
         # User-provided options
         self.config = make_config(config, options)
-        if self.config.output_dir is None:
+        if output_dir is None:
             raise ValueError("output_dir is required: LossRecorder(..., output_dir='cld') names "
                              "the directory of the recording.")
         check_callable("per_sample_loss", per_sample_loss, "fn(outputs, batch) -> Tensor[B]")
@@ -158,9 +159,9 @@ class LossRecorder(TrainPassMixin, CheckpointMixin):
         self.per_sample_loss_fn = per_sample_loss
         self.eval_transform = eval_transform
         self.collate_fn = collate_fn
-        self.output_dir = Path(self.config.output_dir)
-        self.batch_size = self.config.batch_size or _DEFAULT_BATCH_SIZE
-        self.num_workers = self.config.num_workers or 0
+        self.output_dir = Path(output_dir)
+        self.batch_size = self.config.sweep_batch_size or _DEFAULT_BATCH_SIZE
+        self.num_workers = self.config.sweep_num_workers or 0
         label_column = self.config.label_column
         self.train_labels = dataset_labels(train_dataset, label_column, train_labels, "train")
         self.query_labels = dataset_labels(query_dataset, label_column, query_labels, "query")
@@ -246,7 +247,7 @@ class LossRecorder(TrainPassMixin, CheckpointMixin):
                     meta = {"recorder": self.config.to_dict(), **(metadata or {})}
                     self.store = LossTrajectories.create(
                         self.output_dir, self.train_labels, self.query_labels, metadata=meta,
-                        streaming=self.streaming, overwrite=exists)
+                        identity=self._identity(), streaming=self.streaming, overwrite=exists)
             except (OSError, ValueError) as err:
                 error = err
         # Every process learns whether the main one failed, so that none waits for it forever.
@@ -264,6 +265,21 @@ class LossRecorder(TrainPassMixin, CheckpointMixin):
             self._last_epoch = self._snapshots[-1]["epoch"] if self._snapshots else None
             logger.info("Resuming the loss recording in %s at %d snapshot(s).", self.output_dir,
                         len(self._snapshots))
+
+    def _identity(self) -> dict:
+        """Which datasets the store's rows are (kept in the store; see :mod:`cld_hf.identity`)."""
+        from ..identity import index_identity, labels_fingerprint
+
+        out = {}
+        for part, dataset, labels in (("train", self.train_dataset, self.train_labels),
+                                      ("query", self.query_dataset, self.query_labels)):
+            info = getattr(dataset, "info", None)
+            split = getattr(dataset, "split", None)
+            out[part] = {"name": getattr(info, "dataset_name", None),
+                         "split": str(split) if split else None, "num_rows": int(len(labels)),
+                         "fingerprint": labels_fingerprint(labels)}
+            out[f"{part}_index"] = index_identity(dataset) if hasattr(dataset, "features") else None
+        return out
 
     def _check_store(self, store: LossTrajectories) -> None:
         if (store.num_train, store.num_query) != (self.num_train, self.num_query) or not (

@@ -43,10 +43,10 @@ def trainer_run(out_dir, mode):
     )
     if mode == "train_pass":  # the training batches must carry the index: pass the Trainer
         trainer = Trainer(model=model, args=args, train_dataset=train)
-        cld = CLDCallback(query, trainer=trainer, mode=mode, batch_size=16, progress=False)
+        cld = CLDCallback(query, trainer=trainer, mode=mode, sweep_batch_size=16, progress=False)
         trainer.add_callback(cld)
     else:
-        cld = CLDCallback(query, mode=mode, batch_size=16, progress=False)
+        cld = CLDCallback(query, mode=mode, sweep_batch_size=16, progress=False)
         trainer = Trainer(model=model, args=args, train_dataset=train, callbacks=[cld])
     trainer.train()
     scores = cld.scores()
@@ -68,9 +68,9 @@ def loop_run(out_dir):
     model = MLP(seed=1)
     signals = ["correct", "true_prob", "margin", "el2n", "grad_projection", "embeddings", "probs"]
     sweep = LossRecorder(train, query, accelerator=accelerator, output_dir=os.path.join(out_dir, "sweep"),
-                         batch_size=16, progress=False, if_exists="overwrite", signals=signals)
+                         sweep_batch_size=16, progress=False, if_exists="overwrite", signals=signals)
     passes = LossRecorder(train, query, accelerator=accelerator, output_dir=os.path.join(out_dir, "train_pass"),
-                          mode="train_pass", batch_size=16, progress=False, if_exists="overwrite")
+                          mode="train_pass", sweep_batch_size=16, progress=False, if_exists="overwrite")
     loader = DataLoader(IndexedDataset(train), batch_size=16, shuffle=True,
                         collate_fn=IndexCollator())
     optimizer = torch.optim.SGD(model.parameters(), lr=0.5)

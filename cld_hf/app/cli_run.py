@@ -23,9 +23,10 @@ results.md (the accuracy table and the selection-cost table) and plots/.
 def register(subparsers) -> None:
     from transformers import HfArgumentParser
 
-    from ..experiment import RunArguments
+    from ..recording.config import RecorderConfig
+    from .arguments import RunArguments
 
-    parent = HfArgumentParser(RunArguments, add_help=False)
+    parent = HfArgumentParser((RunArguments, RecorderConfig), add_help=False)
     subparsers.add_parser(
         "run",
         parents=[parent],
@@ -44,10 +45,13 @@ def register(subparsers) -> None:
 def run(args) -> int:
     import dataclasses
 
-    from ..experiment import RunArguments, run_experiment
+    from ..recording.config import RecorderConfig
+    from .arguments import RunArguments
+    from .experiment import run_experiment
 
-    fields = {f.name: getattr(args, f.name) for f in dataclasses.fields(RunArguments)}
-    results = run_experiment(RunArguments(**fields))
+    run_args, config = (cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls)})
+                        for cls in (RunArguments, RecorderConfig))
+    results = run_experiment(run_args, config)
     print(results["table_markdown"])
     print("\nSelection cost (seconds measured; extra storage; Appendix E):\n")
     print(results["cost_markdown"])

@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ._common import fraction_type, positive_int
+from .common import fraction_type, positive_int
 
 EPILOG = """\
 examples:
@@ -85,7 +85,7 @@ def run(args) -> int:
         return 2
 
     from ..hub import HubPushError, push_coreset_to_hub
-    from ._common import load_saved_dataset, read_run_info
+    from .common import load_saved_dataset, read_run_info
 
     dataset = load_saved_dataset(args.dataset, args.split)
     method_info = read_run_info(args.dataset)

@@ -41,8 +41,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .baselines import METHODS, NOT_IMPLEMENTED, SIGNALS, select_baseline
-from .selection import class_budgets, select_top_per_class
+from ..baselines import METHODS, NOT_IMPLEMENTED, SIGNALS, select_baseline
+from ..selection import class_budgets, select_top_per_class
+from ..fileio import atomic_write_arrow
 
 logger = logging.getLogger(__name__)
 
@@ -419,10 +420,7 @@ def write_selections(path, coresets: Sequence[Coreset]) -> Path:
     >>> [(c.method, c.indices.tolist()) for c in read_selections(path)]
     [('cld', [0, 3])]
     """
-    import os
-
     import pyarrow as pa
-    import pyarrow.ipc as ipc
 
     path = Path(path)
     table = pa.table({
@@ -433,11 +431,7 @@ def write_selections(path, coresets: Sequence[Coreset]) -> Path:
         "indices": pa.array([np.asarray(c.indices, np.int64) for c in coresets],
                             pa.list_(pa.int64())),
     })
-    tmp = path.with_name(path.name + ".tmp")
-    with pa.OSFile(str(tmp), "wb") as sink, ipc.new_file(sink, table.schema) as writer:
-        writer.write_table(table)
-    os.replace(tmp, path)
-    return path
+    return atomic_write_arrow(path, table)
 
 
 def read_selections(path) -> list[Coreset]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import RUN_INFO_FILE, positive_int, read_run_info, write_json
+from .common import RUN_INFO_FILE, positive_int, read_run_info, write_json
 
 EPILOG = """\
 examples:
@@ -30,6 +30,8 @@ def register(subparsers) -> None:
                    help="the training dataset (save_to_disk directory) the store was recorded on; "
                    "its columns are kept. Without it the output holds sample_index, label, scores")
     p.add_argument("--split", default=None, help="split of --dataset when it is a DatasetDict")
+    p.add_argument("--label-column", default=None,
+                   help="label column of --dataset (default: labels, then label)")
     p.add_argument("--first", type=positive_int, default=None, help="use the first K snapshots")
     p.add_argument("--every", type=positive_int, default=1, help="use every J-th snapshot")
     p.add_argument("--streaming", action="store_true",
@@ -41,43 +43,63 @@ def register(subparsers) -> None:
     p.set_defaults(func=run)
 
 
+def check_dataset_matches_store(dataset, store, *, label_column=None) -> None:
+    """Refuse a dataset whose rows are not the store's training samples (count, labels, order).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from datasets import Dataset
+    >>> from cld_hf import LossTrajectories
+    >>> store = LossTrajectories.create(tempfile.mkdtemp(), [0, 1, 1], [0, 1])
+    >>> check_dataset_matches_store(Dataset.from_dict({"label": [0, 1, 1]}), store)
+    >>> check_dataset_matches_store(Dataset.from_dict({"label": [1, 1, 0]}), store)
+    Traceback (most recent call last):
+    ...
+    ValueError: --dataset is not the training set the store was recorded on: ...
+    """
+    import numpy as np
+
+    from ..columns import find_label_column
+    from ..dataset_adapters import column_values
+
+    labels = column_values(dataset, find_label_column(dataset.column_names, label_column))
+    if len(labels) != store.num_train:
+        raise ValueError(
+            f"--dataset has {len(labels)} rows but the store holds {store.num_train} training "
+            f"samples; pass the training dataset the losses were recorded on."
+        )
+    differ = np.flatnonzero(labels != store.train_labels)
+    if len(differ):
+        raise ValueError(
+            f"--dataset is not the training set the store was recorded on: its labels differ at "
+            f"{len(differ)} row(s), first {differ[:10].tolist()} (another dataset, or the same "
+            f"rows in another order). Pass the training dataset the losses were recorded on, in "
+            f"the same order, or score without --dataset."
+        )
+
+
 def run(args) -> int:
     import logging
 
-    from ..columns import INDEX_COLUMN, TRAJECTORY_COLUMN
-    from ..dataset_adapters import add_cld_scores
-    from ..trajectories import LossTrajectories, trajectory_column
-    from ._common import load_saved_dataset
+    from ..dataset_adapters import scored_dataset
+    from ..identity import add_index_column
+    from ..scoring import snapshot_window
+    from ..trajectories import LossTrajectories
+    from .common import load_saved_dataset
 
     log = logging.getLogger("cld_hf.score")
     store = LossTrajectories(args.store)
     scores = store.scores(first=args.first, every=args.every, streaming=args.streaming,
                           missing_query_class=args.missing_query_class)
     if args.dataset is not None:
-        import datasets
-
         ds = load_saved_dataset(args.dataset, args.split)
-        if len(ds) != store.num_train:
-            raise ValueError(
-                f"--dataset has {len(ds)} rows but the store holds {store.num_train} training "
-                f"samples; pass the training dataset the losses were recorded on."
-            )
-        if INDEX_COLUMN not in ds.column_names:
-            import numpy as np
-
-            ds = ds.add_column(INDEX_COLUMN, np.arange(len(ds), dtype=np.int64),
-                               feature=datasets.Value("int64"))
-        if not args.no_trajectory:
-            matrix = store.train_losses()
-            feature = datasets.List(datasets.Value("float32"), length=matrix.shape[1])
-            if TRAJECTORY_COLUMN in ds.column_names:
-                ds = ds.remove_columns(TRAJECTORY_COLUMN)
-            ds = ds.add_column(TRAJECTORY_COLUMN, trajectory_column(matrix), feature=feature)
+        check_dataset_matches_store(ds, store, label_column=args.label_column)
+        ds = add_index_column(ds, label_column=args.label_column)
     else:
-        ds = store.to_dataset()
-        if args.no_trajectory:
-            ds = ds.remove_columns(TRAJECTORY_COLUMN)
-    ds = add_cld_scores(ds, scores, overwrite=True)
+        ds = store.to_dataset().remove_columns("loss_trajectory")
+    trajectory = None if args.no_trajectory or store.streaming else store.train_losses()
+    ds = scored_dataset(ds, scores, trajectory=trajectory, overwrite=True)
     ds.save_to_disk(args.output_dir)
     info = dict(read_run_info(args.store))
     info.update(store.metadata)
@@ -85,6 +107,7 @@ def run(args) -> int:
                 streaming=args.streaming, missing_query_class=args.missing_query_class,
                 num_train=store.num_train, num_query=store.num_query)
     write_json(f"{args.output_dir}/{RUN_INFO_FILE}", info)
-    log.info("Scored %d samples from %d snapshots -> %s", len(scores), store.num_snapshots,
-             args.output_dir)
+    used = len(snapshot_window(store.num_snapshots, first=args.first, every=args.every))
+    log.info("Scored %d samples with %d of %d snapshots -> %s", len(scores), used,
+             store.num_snapshots, args.output_dir)
     return 0

@@ -95,7 +95,7 @@ def inspect_path(path, *, split=None, label_column=None, score_column="cld_score
         summary["query_per_class"] = per_class_summary(store.query_labels)
         return summary
     from ..columns import TRAJECTORY_COLUMN, find_label_column
-    from ._common import load_saved_dataset, read_run_info
+    from .common import load_saved_dataset, read_run_info
 
     ds = load_saved_dataset(path, split)
     label_column = find_label_column(ds.column_names, label_column)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from ._common import RUN_INFO_FILE, fraction_type, positive_int, read_run_info, write_json
+from .common import RUN_INFO_FILE, fraction_type, positive_int, read_run_info, write_json
 
 EPILOG = """\
 examples:
@@ -46,7 +46,7 @@ def run(args) -> int:
     from ..columns import INDEX_COLUMN, find_label_column
     from ..dataset_adapters import select_coreset
     from ..selection import class_budgets
-    from ._common import load_saved_dataset
+    from .common import load_saved_dataset
 
     log = logging.getLogger("cld_hf.select")
     ds = load_saved_dataset(args.scored, args.split)

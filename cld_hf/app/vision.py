@@ -178,7 +178,7 @@ def image_collator(label_column: str):
     >>> tuple(batch["pixel_values"].shape), batch["labels"].tolist()
     ((2, 1, 2, 2), [3, 3])
     """
-    from .recording import INDEX_KEY
+    from ..recording.indexing import INDEX_KEY
 
     def collate(rows):
         batch = {"pixel_values": torch.stack([r["pixel_values"] for r in rows]),

@@ -57,7 +57,7 @@ def make_plots(scored, output_dir, *, store=None, results=None, cls=None, top_k=
 
     import numpy as np
 
-    from .. import plots
+    from . import plots
     from ..columns import SCORE_COLUMN, TRAJECTORY_COLUMN, find_label_column
 
     out = Path(output_dir)
@@ -96,7 +96,7 @@ def run(args) -> int:
     import json
 
     from ..trajectories import LossTrajectories
-    from ._common import load_saved_dataset
+    from ..cli.common import load_saved_dataset
 
     scored = load_saved_dataset(args.scored, args.split)
     store = LossTrajectories(args.store) if args.store else None
