@@ -182,11 +182,18 @@ class CLDCallback(TrainerCallback):
                 )
             self._wire_train_pass(trainer)
         elif trainer is not None and getattr(trainer, "train_dataset", None) is not None:
-            self._check_labels(trainer.train_dataset)
+            self._check_labels(trainer.train_dataset, trainer.model)
 
-    def _check_labels(self, train_dataset) -> np.ndarray:
-        """Fail before training: labels readable, every training class has query samples."""
+    def _check_labels(self, train_dataset, model=None) -> np.ndarray:
+        """Fail before training: labels readable and in the model's range, every training class
+        has query samples."""
+        from .recording.indexing import check_class_ids
+
         labels = dataset_labels(train_dataset, self.config.label_column, None, "train")
+        num_labels = getattr(getattr(model, "config", None), "num_labels", None)
+        if isinstance(num_labels, int) and self.config.loss_type in ("auto", "classification"):
+            check_class_ids(labels, "train_dataset labels", num_labels)
+            check_class_ids(self.query_labels, "query_dataset labels", num_labels)
         StreamingCLD(labels, self.query_labels,
                      missing_query_class=self.config.missing_query_class)
         return labels
@@ -207,7 +214,7 @@ class CLDCallback(TrainerCallback):
         if train is None:
             raise ValueError("mode='train_pass' needs the Trainer's train_dataset: pass "
                              "Trainer(..., train_dataset=train_ds) before adding the callback.")
-        self._check_labels(train)
+        self._check_labels(train, trainer.model)
         self._train_dataset = train
         self._remove_unused_columns = bool(trainer.args.remove_unused_columns)
         columns = None
@@ -253,7 +260,7 @@ class CLDCallback(TrainerCallback):
                     f"take). Name the class column 'labels' or 'label', or pass "
                     f"TrainingArguments(remove_unused_columns=False)."
                 )
-        self._check_labels(train)
+        self._check_labels(train, model)
         fresh = state.global_step == 0
         output_dir = self.output_dir or os.path.join(args.output_dir, "cld")
         exists = os.path.isfile(os.path.join(output_dir, "store.json"))

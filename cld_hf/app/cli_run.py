@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
 EPILOG = """\
 examples:
@@ -57,4 +58,7 @@ def run(args) -> int:
     print(results["cost_markdown"])
     print(f"\nproxy test accuracy {100 * results['proxy_test_accuracy']:.2f}%; "
           f"{results['seconds']:.0f} s; outputs in {args.output_dir}")
-    return 0
+    for failed in results.get("failed_steps", []):
+        print(f"cld-hf run: error: the {failed['step']} step failed: {failed['error']} "
+              f"(the results are saved in {args.output_dir})", file=sys.stderr)
+    return 1 if results.get("failed_steps") else 0

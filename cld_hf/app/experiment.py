@@ -43,16 +43,38 @@ __all__ = ["run_experiment"]
 # ------------------------------------------------------------------------------ the job
 
 
-def _prepare_output_dir(args: RunArguments) -> Path:
+OUTPUTS = ("trajectories", "scored", "coreset-cld-*", "proxy_model", "hub", "plots",
+           "selections.arrow", "results.json", "results.md", "proxy_training", "target_training")
+"""What ``cld-hf run`` writes into its output directory (the only paths it ever removes)."""
+
+
+def _existing_outputs(out: Path) -> list[Path]:
+    return sorted(p for pattern in OUTPUTS for p in out.glob(pattern)) if out.is_dir() else []
+
+
+def _check_output_dir(args: RunArguments) -> Path:
+    """Before anything is loaded: refuse to write over a previous run's outputs unless asked."""
     out = Path(args.output_dir)
-    if out.exists() and any(out.iterdir()) and not args.overwrite_output_dir:
+    if out.exists() and not out.is_dir():
+        raise NotADirectoryError(f"--output-dir {str(out)!r} is a file; pass a directory.")
+    existing = _existing_outputs(out)
+    if existing and not args.overwrite_output_dir:
         raise FileExistsError(
-            f"output_dir {str(out)!r} exists and is not empty; choose another --output-dir or "
-            f"pass --overwrite-output-dir."
+            f"--output-dir {str(out)!r} holds the outputs of a previous run "
+            f"({', '.join(p.name for p in existing[:5])}); choose another --output-dir or pass "
+            f"--overwrite-output-dir (which removes those outputs only, once the data loaded)."
         )
-    if out.exists() and args.overwrite_output_dir:
-        shutil.rmtree(out)
-    out.mkdir(parents=True)
+    return out
+
+
+def _prepare_output_dir(out: Path) -> Path:
+    """After the inputs loaded: remove the previous run's outputs (nothing else) and make it."""
+    for path in _existing_outputs(out):
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    out.mkdir(parents=True, exist_ok=True)
     return out
 
 
@@ -87,7 +109,7 @@ def run_experiment(args: RunArguments, config=None, *, command: str | None = Non
     config = RecorderConfig() if config is None else config
     check_run(args, config)
     started = time.perf_counter()
-    out = _prepare_output_dir(args)
+    out = _check_output_dir(args)
     train, test, label_column, names = load_data(
         args.dataset, train_split=args.train_split, test_split=args.test_split,
         label_column=config.label_column, seed=args.seed)
@@ -105,6 +127,7 @@ def run_experiment(args: RunArguments, config=None, *, command: str | None = Non
                                   num_classes=num_labels, seed=args.seed)
     train_ds, query_ds = stratified_query_split(train, fraction=args.query_fraction, seed=args.seed,
                                                 label_column=label_column)
+    out = _prepare_output_dir(out)  # the data loaded: now a previous run's outputs may go
     logger.info("Data: %d training, %d query, %d test samples, %d classes", len(train_ds),
                 len(query_ds), len(test), num_labels)
     make_model = model_factory(args, num_labels, num_channels, names)
@@ -214,7 +237,16 @@ def run_experiment(args: RunArguments, config=None, *, command: str | None = Non
     if args.label_noise > 0:
         train_noise = float(np.asarray(train_ds.with_format("numpy", columns=[NOISE_COLUMN])[NOISE_COLUMN][:]).mean())
         results["noisy_share_in_training_set"] = train_noise
-    if args.plots:
+    results["seconds"] = time.perf_counter() - started
+    _write_results(out, args, results, proxy_acc)  # the results first: nothing after loses them
+
+    # 4. optional steps, each failing alone with a clear message
+    first = args.fractions[0]
+    # Local copies of both repos with their cards, exactly as a push sends them; the namespace
+    # is a placeholder unless --push-to-hub names the repo.
+    repo_id = args.push_to_hub or f"your-namespace/{Path(args.dataset).name}-cld-{100 * first:g}pct"
+
+    def plots():
         from .cli_plot import make_plots
         from .plots import plot_accuracy_vs_fraction
 
@@ -225,27 +257,46 @@ def run_experiment(args: RunArguments, config=None, *, command: str | None = Non
             title=f"{Path(args.dataset).name}: accuracy vs coreset fraction "
                   f"(mean ± std, {args.seeds} seed(s))"))
         results["plots"] = [str(p) for p in written]
-    first = args.fractions[0]
-    # Local copies of both repos with their cards, exactly as a push sends them; the namespace
-    # is a placeholder unless --push-to-hub names the repo.
-    repo_id = args.push_to_hub or f"your-namespace/{Path(args.dataset).name}-cld-{100 * first:g}pct"
-    from ..hub import export_coreset_repos
 
-    exported = export_coreset_repos(
-        coresets[first], out / "hub", repo_id=repo_id, model=proxy_trainer.model,
-        model_repo_id=f"{repo_id}-proxy", method_info=dict(method_info, fraction=first),
-        source_dataset=method_info["source_dataset"],
-        eval_results={"accuracy": proxy_acc} if method_info["source_dataset"] else None)
-    results["cards"] = [str(exported.dataset_dir / "README.md"),
-                        str(exported.model_dir / "README.md")]
-    if args.push_to_hub:
+    def export():
+        from ..hub import export_coreset_repos
+
+        exported = export_coreset_repos(
+            coresets[first], out / "hub", repo_id=repo_id, model=proxy_trainer.model,
+            model_repo_id=f"{repo_id}-proxy", method_info=dict(method_info, fraction=first),
+            source_dataset=method_info["source_dataset"],
+            eval_results={"accuracy": proxy_acc} if method_info["source_dataset"] else None)
+        results["cards"] = [str(exported.dataset_dir / "README.md"),
+                            str(exported.model_dir / "README.md")]
+
+    def push():
         from ..hub import push_coreset_to_hub
 
         push_coreset_to_hub(coresets[first], args.push_to_hub, model=proxy_trainer.model,
                             model_repo_id=f"{args.push_to_hub}-proxy",
                             method_info=dict(method_info, fraction=first),
                             private=args.hub_private)
-    results["seconds"] = time.perf_counter() - started
+
+    steps = [("plots", plots)] if args.plots else []
+    steps.append(("hub export", export))
+    if args.push_to_hub:
+        steps.append(("push to the Hub", push))
+    for name, step in steps:
+        try:
+            step()
+        except Exception as err:  # an optional step: the results stay, the error is reported
+            message = f"{type(err).__name__}: {err}".splitlines()[0]
+            logger.error("The %s step failed (the results are saved in %s): %s", name, out,
+                         message)
+            results.setdefault("failed_steps", []).append({"step": name, "error": message})
+        results["seconds"] = time.perf_counter() - started
+        _write_results(out, args, results, proxy_acc)
+    return results
+
+
+def _write_results(out: Path, args: RunArguments, results: dict, proxy_acc: float) -> None:
+    from ..cli.common import write_json
+
     write_json(out / "results.json", results)
     header = (f"# cld-hf run: {args.dataset}\n\nProxy test accuracy: {100 * proxy_acc:.2f}%. "
               f"Target test accuracy (%), mean ± std over {args.seeds} seed(s):\n\n")
@@ -253,5 +304,7 @@ def run_experiment(args: RunArguments, config=None, *, command: str | None = Non
                    "run (all coresets of the method; per coreset in parentheses), the bytes of the "
                    "recorded signals each method reads, and the seed's Appendix E formulas (f: "
                    "proxy forward, f_large: target forward, T: epochs, k: coreset size).\n\n")
-    (out / "results.md").write_text(header + table + cost_header + cost_table + "\n")
-    return results
+    failed = "".join(f"\n\n**The {f['step']} step failed:** {f['error']}"
+                     for f in results.get("failed_steps", []))
+    (out / "results.md").write_text(header + results["table_markdown"] + cost_header
+                                    + results["cost_markdown"] + failed + "\n")

@@ -88,8 +88,10 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     try:
         return int(args.func(args) or 0)
-    except (ValueError, FileNotFoundError, FileExistsError, TypeError) as err:
-        print(f"cld-hf {args.command}: error: {err}", file=sys.stderr)
+    except (ValueError, OSError, TypeError, KeyError) as err:
+        # StoreIntegrityError is a ValueError; PermissionError, NotADirectoryError are OSErrors
+        message = str(err).strip() or type(err).__name__
+        print(f"cld-hf {args.command}: error: {message}", file=sys.stderr)
         return 1
 
 

@@ -55,8 +55,19 @@ def load_saved_dataset(path, split: str | None = None):
 
 
 def write_json(path, obj) -> None:
+    """Write ``obj`` as JSON atomically, creating the folder (see :mod:`cld_hf.fileio`).
+
+    Examples
+    --------
+    >>> import os, tempfile
+    >>> path = os.path.join(tempfile.mkdtemp(), "a", "run.json")
+    >>> write_json(path, {"seed": 0}); json.loads(open(path).read())
+    {'seed': 0}
+    """
+    from ..fileio import atomic_write_json
+
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n")
+    atomic_write_json(path, obj)
 
 
 RUN_INFO_FILE = "cld_run.json"

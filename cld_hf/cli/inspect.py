@@ -10,6 +10,7 @@ examples:
   cld-hf inspect out/trajectories          # a LossTrajectories store
   cld-hf inspect out/scored                # a scored dataset or a coreset
   cld-hf inspect out/scored --json         # machine-readable
+  cld-hf inspect out/trajectories --verify # check every file of a store against its checksum
 """
 
 
@@ -27,6 +28,8 @@ def register(subparsers) -> None:
     p.add_argument("--label-column", default=None)
     p.add_argument("--score-column", default="cld_score")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument("--verify", action="store_true",
+                   help="store only: check every file against its SHA-256 (exit 1 on a mismatch)")
     p.set_defaults(func=run)
 
 
@@ -56,7 +59,8 @@ def per_class_summary(labels, scores=None) -> list[dict]:
     return rows
 
 
-def inspect_path(path, *, split=None, label_column=None, score_column="cld_score") -> dict:
+def inspect_path(path, *, split=None, label_column=None, score_column="cld_score",
+                 verify: bool = False) -> dict:
     """The summary printed by ``cld-hf inspect``, as a dict.
 
     ``path`` is a :class:`~cld_hf.trajectories.LossTrajectories` store or a ``save_to_disk``
@@ -79,6 +83,7 @@ def inspect_path(path, *, split=None, label_column=None, score_column="cld_score
         from ..trajectories import LossTrajectories
 
         store = LossTrajectories(path)
+        checked = store.verify() if verify else None
         summary = {
             "kind": "loss-trajectory store",
             "path": str(path),
@@ -90,6 +95,8 @@ def inspect_path(path, *, split=None, label_column=None, score_column="cld_score
             "payload_bytes": (store.num_train + store.num_query) * store.num_snapshots * 4,
             "metadata": store.metadata,
         }
+        if checked is not None:
+            summary["verified"] = checked
         scores = store.scores() if store.num_snapshots >= 3 else None
         summary["classes"] = per_class_summary(store.train_labels, scores)
         summary["query_per_class"] = per_class_summary(store.query_labels)
@@ -103,14 +110,23 @@ def inspect_path(path, *, split=None, label_column=None, score_column="cld_score
     scores = None
     if score_column in ds.column_names:
         scores = np.asarray(ds.with_format("numpy", columns=[score_column])[score_column][:])
+    if verify:
+        raise ValueError(f"--verify checks a store (a directory with store.json); {path} is a "
+                         f"saved dataset.")
+    from ..identity import index_identity
+
+    source = index_identity(ds)
+    is_coreset = source is not None and source.get("num_rows", 0) > len(ds)
     summary = {
-        "kind": "scored dataset" if scores is not None else "dataset",
+        "kind": ("coreset" if is_coreset else "scored dataset") if scores is not None
+        else "dataset",
         "path": str(path),
         "num_rows": len(ds),
         "columns": ds.column_names,
         "features": {k: str(v) for k, v in ds.features.items()},
         "bytes_on_disk": _dir_bytes(path),
         "run_info": read_run_info(path),
+        "index_refers_to": source,
     }
     if TRAJECTORY_COLUMN in ds.features:
         summary["num_snapshots"] = ds.features[TRAJECTORY_COLUMN].length
@@ -119,10 +135,21 @@ def inspect_path(path, *, split=None, label_column=None, score_column="cld_score
 
 
 def _print_table(summary: dict) -> None:
-    skip = {"classes", "query_per_class", "features", "run_info", "metadata", "epochs"}
+    skip = {"classes", "query_per_class", "features", "run_info", "metadata", "epochs",
+            "verified", "index_refers_to"}
     for key, value in summary.items():
         if key not in skip:
             print(f"{key:>16}: {value}")
+    if summary.get("verified"):
+        v = summary["verified"]
+        print(f"{'verified':>16}: {v['snapshots']} snapshot(s), {v['arrays']} array(s), "
+              f"{v['streaming_states']} streaming state(s): every checksum matches"
+              + (f" ({len(v['without_checksum'])} file(s) of a format-1 store have none)"
+                 if v["without_checksum"] else ""))
+    if summary.get("index_refers_to"):
+        from ..identity import describe_identity
+
+        print(f"{'sample_index':>16}: rows of {describe_identity(summary['index_refers_to'])}")
     if summary.get("run_info"):
         print(f"{'run_info':>16}: {summary['run_info']}")
     rows = summary["classes"]
@@ -140,7 +167,7 @@ def run(args) -> int:
     import json
 
     summary = inspect_path(args.path, split=args.split, label_column=args.label_column,
-                           score_column=args.score_column)
+                           score_column=args.score_column, verify=args.verify)
     if args.json:
         print(json.dumps(summary, indent=2))
     else:

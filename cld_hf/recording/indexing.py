@@ -28,6 +28,7 @@ __all__ = [
     "forward_parameters",
     "model_input_columns",
     "dataset_labels",
+    "check_class_ids",
 ]
 
 INDEX_KEY = "cld_hf_index"
@@ -276,11 +277,48 @@ def dataset_labels(dataset, label_column, given, name: str) -> np.ndarray:
     if column_names is None:
         raise TypeError(
             f"{name}_dataset is a {type(dataset).__name__}, not a datasets.Dataset, so its labels "
-            f"cannot be read from a column: pass {name}_labels= (one int per row)."
+            f"cannot be read from a column: pass a datasets.Dataset with a label column, or, in "
+            f"your own loop, LossRecorder(..., {name}_labels=<one int per row>)."
         )
     col = find_label_column(column_names, label_column)
     # One column only, without the dataset's transform: reads N ints, not the rows.
     values = np.asarray(dataset.with_format("numpy", columns=[col])[col][:])
     if values.size == 0:
         return np.zeros(0, dtype=np.int64)  # an empty column reads back as float
-    return check_labels(values, f"{name}_dataset[{col!r}]").astype(np.int64)
+    if values.ndim > 1 or values.dtype == object:
+        raise ValueError(
+            f"{name}_dataset[{col!r}] holds a sequence per row (shape {values.shape}), not one "
+            f"class id: a token-level 'labels' column (language models) is not a class. Name the "
+            f"class column with label_column=..."
+        )
+    labels = check_labels(values, f"{name}_dataset[{col!r}]").astype(np.int64)
+    return check_class_ids(labels, f"{name}_dataset[{col!r}]")
+
+
+def check_class_ids(labels: np.ndarray, name: str, num_classes: int | None = None) -> np.ndarray:
+    """Class ids must be ``0 .. num_classes - 1``; ``-100`` (an ignored token) is no class.
+
+    Examples
+    --------
+    >>> check_class_ids(np.array([0, 2]), "labels", 3).tolist()
+    [0, 2]
+    >>> check_class_ids(np.array([0, -100]), "labels")
+    Traceback (most recent call last):
+    ...
+    ValueError: labels holds 1 negative label(s) (e.g. -100 at row 1): class ids are >= 0 ...
+    """
+    if len(labels) and labels.min() < 0:
+        bad = np.flatnonzero(labels < 0)
+        raise ValueError(
+            f"{name} holds {len(bad)} negative label(s) (e.g. {int(labels[bad[0]])} at row "
+            f"{int(bad[0])}): class ids are >= 0, and -100 marks tokens a loss ignores, not a "
+            f"class. Drop or relabel those rows before recording."
+        )
+    if num_classes is not None and len(labels) and labels.max() >= num_classes:
+        bad = np.flatnonzero(labels >= num_classes)
+        raise ValueError(
+            f"{name} holds label {int(labels[bad[0]])} at row {int(bad[0])}, but the model has "
+            f"{num_classes} outputs (classes 0..{num_classes - 1}): give the model "
+            f"num_labels={int(labels.max()) + 1}, or fix the labels."
+        )
+    return labels

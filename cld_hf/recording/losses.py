@@ -83,7 +83,14 @@ def per_sample_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torc
             f"{labels.dtype} (regression or multi-label?). Pass per_sample_loss=fn(outputs, "
             f"batch) -> Tensor[B] that computes the loss of your task per sample."
         )
-    return F.cross_entropy(logits.detach().float(), labels.reshape(-1).long(), reduction="none")
+    labels = labels.reshape(-1).long()
+    if labels.numel() and (int(labels.min()) < 0 or int(labels.max()) >= logits.shape[1]):
+        raise ValueError(
+            f"labels must be class ids in [0, {logits.shape[1] - 1}] (the model has "
+            f"{logits.shape[1]} outputs); got values in [{int(labels.min())}, "
+            f"{int(labels.max())}]. Give the model one output per class, or fix the labels."
+        )
+    return F.cross_entropy(logits.detach().float(), labels, reduction="none")
 
 
 def per_sequence_token_loss(

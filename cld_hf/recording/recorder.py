@@ -174,6 +174,13 @@ class LossRecorder(TrainPassMixin, CheckpointMixin):
                 "stratified query set, e.g. train, query = stratified_query_split(ds, "
                 "fraction=0.1)."
             )
+        for column in ("cld_score", "loss_trajectory"):
+            if column in (getattr(train_dataset, "column_names", None) or ()):
+                raise ValueError(
+                    f"The training dataset already has a column {column!r}, which the scored "
+                    f"dataset adds; remove it (dataset.remove_columns({column!r})) before "
+                    f"recording."
+                )
         # Validates the classes now (a training class without query samples), not after training.
         self._scorer = self._new_scorer()
 
