@@ -33,3 +33,17 @@ def hub(tmp_path_factory):
     server = HubServer(tmp_path_factory.mktemp("hub-storage"), user=HUB_USER).start()
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def accelerator():
+    """An ``Accelerator`` on CPU (it initialises accelerate's ``PartialState``)."""
+    from accelerate import Accelerator
+
+    return Accelerator(cpu=True)
+
+
+@pytest.fixture(scope="session")
+def data(digits):
+    """The recorder tests' ``(train, query)``: :func:`digits` (82 training, 30 query rows)."""
+    return digits

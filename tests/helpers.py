@@ -318,5 +318,53 @@ def toy_callback():
     return _TOY_CALLBACK["cld"]
 
 
+
+# ------------------------------------------------------------------ recorder tests
+def make_recorder(accelerator, data, tmp_path, **kwargs):
+    """A LossRecorder over ``data`` in ``tmp_path / "cld"`` (sweep batch 16, no progress bar)."""
+    from cld_hf import LossRecorder
+
+    kwargs.setdefault("sweep_batch_size", 16)
+    kwargs.setdefault("progress", False)
+    train, query = data
+    return LossRecorder(train, query, accelerator=accelerator, output_dir=tmp_path / "cld", **kwargs)
+
+
+def train_epoch(model, train, *, lr=0.5, seed=0, batch_size=16):
+    """One epoch of plain SGD over the rows in a shuffled order."""
+    from cld_hf import IndexCollator, IndexedDataset
+    from cld_hf.recording import INDEX_KEY
+
+    g = torch.Generator().manual_seed(seed)
+    loader = torch.utils.data.DataLoader(IndexedDataset(train), batch_size=batch_size,
+                                         shuffle=True, generator=g, collate_fn=IndexCollator())
+    opt = torch.optim.SGD(model.parameters(), lr=lr)
+    model.train()
+    for batch in loader:
+        batch.pop(INDEX_KEY)
+        model(**batch)["loss"].backward()
+        opt.step()
+        opt.zero_grad()
+
+
+def assert_signals_match(store, want_by_snapshot, *, final=None, atol=1e-5):
+    """The store's signals equal an independent recomputation per snapshot (and final arrays)."""
+    from cld_hf.recording import FINAL_SIGNALS, SNAPSHOT_SIGNALS
+
+    for name in SNAPSHOT_SIGNALS:
+        got = store.train_signal(name)
+        want = np.stack([w[name] for w in want_by_snapshot], axis=1)
+        assert got.shape == want.shape
+        if name == "correct":
+            assert got.dtype == bool
+            np.testing.assert_array_equal(got, want)
+        else:
+            assert got.dtype == np.float32
+            np.testing.assert_allclose(got, want, atol=atol)
+    if final is not None:
+        for name in FINAL_SIGNALS:
+            np.testing.assert_allclose(store.load_array(name), final[name], atol=atol)
+
+
 DOCTEST_GLOBALS = {"toy_recorder": toy_recorder, "toy_callback": toy_callback}
 """Names the docstrings of cld_hf may use besides their module's own (tests/test_docstrings.py)."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import sys
+
 
 import numpy as np
 import pytest

@@ -1,20 +1,11 @@
-"""Tests of class budgets, top-k per class, select_coreset, add_cld_scores and the query split."""
+"""Class budgets, top-k per class and the random baseline (cld_hf.selection, NumPy only)."""
 
 import logging
 
 import numpy as np
 import pytest
-from datasets import ClassLabel, Dataset, Features, Value
 
-from cld_hf import index_identity
-from cld_hf import (
-    add_cld_scores,
-    class_budgets,
-    select_coreset,
-    select_top_per_class,
-    stratified_query_split,
-    stratified_split_indices,
-)
+from cld_hf import class_budgets, select_top_per_class
 
 # ------------------------------------------------------------------------- budgets
 
@@ -124,76 +115,6 @@ def test_select_top_per_class_bad_input():
         select_top_per_class([1, 2, 3, 4], [0, 0, 1, 1], budgets={7: 1})
     with pytest.raises(ValueError, match="either budgets= or fraction="):
         select_top_per_class([1, 2, 3, 4], [0, 0, 1, 1], budgets={0: 1}, size=1)
-
-
-# ------------------------------------------------------------------------- datasets
-
-
-@pytest.fixture
-def scored():
-    features = Features({"x": Value("int64"), "label": ClassLabel(names=["a", "b"]), "cld_score": Value("float32")})
-    return Dataset.from_dict(
-        {"x": list(range(10, 20)), "label": [0, 1] * 5, "cld_score": np.arange(10, dtype=np.float32)},
-        features=features,
-    )
-
-
-def test_select_coreset_keeps_source_index_and_features(scored):
-    core = select_coreset(scored, fraction=0.4)
-    assert core["sample_index"][:] == [6, 7, 8, 9]
-    assert core["x"][:] == [16, 17, 18, 19]
-    assert core.features["label"] == scored.features["label"]
-    assert core.features["sample_index"].dtype == "int64"
-    assert index_identity(core)["num_rows"] == len(scored)  # it says what it indexes
-    # a coreset of a coreset still traces back to the original rows
-    again = select_coreset(core, size=2)
-    assert again["sample_index"][:] == [8, 9]
-
-
-def test_select_coreset_finds_labels_column_and_named_columns():
-    ds = Dataset.from_dict({"labels": [0, 0, 1, 1], "s": [0.1, 0.2, 0.4, 0.3]})
-    assert select_coreset(ds, size=2, score_column="s")["sample_index"][:] == [1, 2]
-    ds2 = Dataset.from_dict({"y": [0, 0, 1, 1], "cld_score": [0.1, 0.2, 0.4, 0.3]})
-    assert select_coreset(ds2, size=2, label_column="y")["sample_index"][:] == [1, 2]
-    with pytest.raises(ValueError, match=r"No label column found: looked for \['labels', 'label'\]"):
-        select_coreset(ds2, size=2)
-    with pytest.raises(ValueError, match=r"Column 'cld_score' not in the dataset. Current columns in the dataset: \['labels', 's'\]"):
-        select_coreset(ds, size=2)
-
-
-def test_add_cld_scores_float32_feature_and_errors(scored):
-    base = scored.remove_columns("cld_score")
-    ds = add_cld_scores(base, np.linspace(0, 1, 10))
-    assert ds.features["cld_score"] == Value("float32")
-    np.testing.assert_allclose(ds["cld_score"][:], np.linspace(0, 1, 10).astype(np.float32))
-    with pytest.raises(ValueError, match="already has a column 'cld_score'"):
-        add_cld_scores(ds, np.zeros(10))
-    assert add_cld_scores(ds, np.zeros(10), overwrite=True)["cld_score"][:] == [0.0] * 10
-    with pytest.raises(ValueError, match="scores has shape .3,. but the dataset has 10 rows"):
-        add_cld_scores(base, np.zeros(3))
-
-
-# ------------------------------------------------------------------------- query split
-
-
-def test_stratified_split_partitions_and_holds_out_each_class():
-    labels = np.repeat(np.arange(5), [100, 50, 20, 3, 1])
-    train, query = stratified_split_indices(labels, fraction=0.1, seed=3)
-    assert np.array_equal(np.sort(np.concatenate([train, query])), np.arange(len(labels)))
-    per_class = np.bincount(labels[query], minlength=5)
-    assert per_class.tolist() == [10, 5, 2, 1, 0]  # at least 1 each, a singleton stays in training
-    again_train, again_query = stratified_split_indices(labels, fraction=0.1, seed=3)
-    assert np.array_equal(query, again_query)
-    assert not np.array_equal(query, stratified_split_indices(labels, fraction=0.1, seed=4)[1])
-
-
-def test_stratified_query_split_datasets(scored):
-    train, query = stratified_query_split(scored, fraction=0.2, seed=0)
-    assert len(train) + len(query) == len(scored)
-    assert sorted(query["label"][:]) == [0, 1]
-    assert set(train["x"][:]).isdisjoint(query["x"][:])
-    with pytest.raises(ValueError, match=r"fraction == 1.0, must be in \(0, 1\)"):
-        stratified_query_split(scored, fraction=1.0)
 
 
 def test_select_random_per_class_same_budgets_seeded():
