@@ -35,6 +35,7 @@ __all__ = [
     "atomic_write_bytes",
     "atomic_write_json",
     "atomic_write_arrow",
+    "arrow_file_bytes",
     "read_json",
     "temp_name",
     "is_temp_file",
@@ -219,3 +220,21 @@ def atomic_write_arrow(path, table) -> Path:
             writer.write_table(table)
 
     return atomic_write(path, write)
+
+
+def arrow_file_bytes(table):
+    """The bytes of ``table`` as an Arrow IPC file (what :func:`atomic_write_arrow` writes).
+
+    Examples
+    --------
+    >>> import pyarrow as pa
+    >>> bytes(arrow_file_bytes(pa.table({"x": [1]})))[:6]
+    b'ARROW1'
+    """
+    import pyarrow as pa
+    import pyarrow.ipc as ipc
+
+    sink = pa.BufferOutputStream()
+    with ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table)
+    return sink.getvalue()

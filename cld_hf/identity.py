@@ -36,6 +36,7 @@ __all__ = [
     "index_feature",
     "check_source",
     "describe_identity",
+    "recording_identity",
 ]
 
 _KEY = "cld_hf_index"
@@ -215,3 +216,27 @@ def describe_identity(identity: dict | None) -> str:
     name = repr(identity["name"]) if identity.get("name") else "an unnamed dataset"
     return (f"{where}{name} ({identity.get('num_rows')} rows, fingerprint "
             f"{str(identity.get('fingerprint'))[:12]})")
+
+
+def recording_identity(train_dataset, train_labels, query_dataset, query_labels) -> dict:
+    """What a store records about the datasets its rows are: per part (``train``, ``query``)
+    name, split, rows and label fingerprint, and the source record of a ``sample_index``.
+
+    Examples
+    --------
+    >>> from datasets import Dataset
+    >>> ds = Dataset.from_dict({"label": [0, 1]})
+    >>> record = recording_identity(ds, [0, 1], ds, [0, 1])
+    >>> record["train"]["num_rows"], record["train_index"]
+    (2, None)
+    """
+    out = {}
+    for part, dataset, labels in (("train", train_dataset, train_labels),
+                                  ("query", query_dataset, query_labels)):
+        info = getattr(dataset, "info", None)
+        split = getattr(dataset, "split", None)
+        out[part] = {"name": getattr(info, "dataset_name", None),
+                     "split": str(split) if split else None, "num_rows": int(len(labels)),
+                     "fingerprint": labels_fingerprint(labels)}
+        out[f"{part}_index"] = index_identity(dataset) if hasattr(dataset, "features") else None
+    return out

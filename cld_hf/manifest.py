@@ -45,6 +45,7 @@ __all__ = [
     "array_name",
     "state_name",
     "verify_bytes",
+    "legacy_manifest",
 ]
 
 MANIFEST = "manifest.json"
@@ -258,3 +259,47 @@ def verify_bytes(data, entry: dict, path, what: str) -> None:
             f"it and record it again.",
             path=path,
         )
+
+
+def legacy_manifest(directory, names) -> Manifest:
+    """The manifest of a format-1 store (cld-hf 0.1), built from its files (no checksums).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> legacy_manifest(Path(tempfile.mkdtemp()), set()).snapshots
+    []
+    """
+    import json
+
+    import pyarrow as pa
+    import pyarrow.ipc as ipc
+
+    directory = Path(directory)
+    manifest = Manifest()
+    indices = sorted(int(m.group(1)) for n in names if (m := SNAPSHOT_RE.match(n)))
+    if indices != list(range(len(indices))):
+        raise StoreIntegrityError(
+            f"{directory} has snapshot files {indices}, which are not numbered 0..S-1 "
+            f"without gaps. Remove the files after the first gap and record those snapshots "
+            f"again.", path=directory,
+        )
+    for i in indices:
+        path = directory / snapshot_name(i)
+        with pa.memory_map(str(path), "r") as source:
+            schema = ipc.open_file(source).schema
+        info = json.loads((schema.metadata or {}).get(b"cld_hf", b"{}"))
+        manifest.snapshots.append({
+            "index": i, "epoch": info.get("epoch"), "step": info.get("step"),
+            "file": path.name, "bytes": path.stat().st_size, "sha256": None,
+            "columns": [n for n in schema.names if n != "loss"], "complete": True})
+    for n in sorted(names):
+        m = ARRAY_RE.match(n)
+        if m:
+            from safetensors import safe_open
+
+            with safe_open(str(directory / n), framework="numpy") as f:
+                taken = int((f.metadata() or {}).get("num_snapshots", 0))
+            manifest.arrays[m.group(1)] = {"file": n, "bytes": None, "sha256": None,
+                                           "num_snapshots": taken}
+    return manifest

@@ -28,20 +28,10 @@ Guarantees
   with ``writable=True`` (or made by :meth:`LossTrajectories.create`) removes only files it
   wrote itself: temporary files whose writer process is gone, and what :meth:`truncate` drops.
 
-Storage is ``(N + Q) * S * 4`` bytes plus a few hundred bytes per file. Sample ``i`` of the
-training set is row ``i`` of every snapshot: the store is keyed by the integer sample index,
-never by the order in which a data loader produced the samples.
-
-Extra signals
--------------
-A snapshot may carry per-sample signals besides the loss (the training-dynamics signals of the
-baselines in :mod:`cld_hf.baselines`) as further columns of the same file, so they land (and are
-lost, or truncated) together with their loss. A column has ``N + Q`` rows; a signal recorded for
-the training samples only has nulls in its ``Q`` query rows. Floats are float32, booleans
-bit-packed. End-of-training arrays (``embeddings`` ``(N, D)``, ``probs`` ``(N, C)``) are
-``array-<name>.safetensors`` files, no pickle.
-
-This module uses NumPy and pyarrow; only :meth:`LossTrajectories.to_dataset` imports ``datasets``.
+Storage: ``(N + Q) * S * 4`` bytes plus a few hundred per file. Row ``i`` of every snapshot is
+training sample ``i`` (keyed by sample index, never by loader order). The baselines' signals,
+arrays and ``to_dataset`` are in :mod:`cld_hf.store_signals`; streaming states and saved scores
+in :mod:`cld_hf.store_state`. NumPy and pyarrow only (``datasets`` inside ``to_dataset``).
 """
 
 from __future__ import annotations
@@ -61,6 +51,7 @@ from ._validation import check_int, check_json, check_labels
 from .fileio import (
     atomic_write,
     atomic_write_bytes,
+    arrow_file_bytes,
     atomic_write_json,
     is_abandoned_temp,
     read_json,
@@ -74,12 +65,13 @@ from .manifest import (
     StoreIntegrityError,
     bytes_sha256,
     file_sha256,
+    legacy_manifest,
     snapshot_name,
-    state_name,
     verify_bytes,
 )
 from .scoring import StreamingCLD, cld_scores, snapshot_window
 from .store_signals import SignalsMixin, check_array_name, trajectory_column
+from .store_state import StateMixin
 
 logger = logging.getLogger(__name__)
 
@@ -94,14 +86,7 @@ _LOSS = "loss"
 _LEGACY_FILES = ("recorder.json",)  # written by cld-hf 0.1 beside a store
 
 
-def _table_bytes(table: pa.Table) -> pa.Buffer:
-    sink = pa.BufferOutputStream()
-    with ipc.new_file(sink, table.schema) as writer:
-        writer.write_table(table)
-    return sink.getvalue()
-
-
-class LossTrajectories(SignalsMixin):
+class LossTrajectories(SignalsMixin, StateMixin):
     """Training and query loss snapshots, persisted one checksummed file per snapshot.
 
     Open an existing store with ``LossTrajectories(directory)`` (read-only) or
@@ -217,7 +202,7 @@ class LossTrajectories(SignalsMixin):
             .dictionary_encode(),
             "label": pa.array(np.concatenate([tl, ql]), pa.int64()),
         })
-        labels_data = _table_bytes(labels)
+        labels_data = arrow_file_bytes(labels)
         atomic_write_bytes(directory / _LABELS, memoryview(labels_data))
         Manifest().save(directory)
         atomic_write_json(directory / _META, {
@@ -234,7 +219,7 @@ class LossTrajectories(SignalsMixin):
         if MANIFEST in names:
             manifest = Manifest.load(self.directory)
         else:
-            manifest = self._legacy_manifest(names)
+            manifest = legacy_manifest(self.directory, names)
         last = manifest.snapshots[-1] if manifest.snapshots else None
         if last is not None and not last.get("complete", True):
             if last["file"] in names and file_sha256(self.directory / last["file"]) == last["sha256"]:
@@ -246,36 +231,6 @@ class LossTrajectories(SignalsMixin):
         self._manifest = manifest
         if self.writable:
             self._recover_writer(names)
-
-    def _legacy_manifest(self, names) -> Manifest:
-        """The manifest of a format-1 store (cld-hf 0.1), built from its files (no checksums)."""
-        manifest = Manifest()
-        indices = sorted(int(m.group(1)) for n in names if (m := SNAPSHOT_RE.match(n)))
-        if indices != list(range(len(indices))):
-            raise StoreIntegrityError(
-                f"{self.directory} has snapshot files {indices}, which are not numbered 0..S-1 "
-                f"without gaps. Remove the files after the first gap and record those snapshots "
-                f"again.", path=self.directory,
-            )
-        for i in indices:
-            path = self.directory / snapshot_name(i)
-            with pa.memory_map(str(path), "r") as source:
-                schema = ipc.open_file(source).schema
-            info = json.loads((schema.metadata or {}).get(b"cld_hf", b"{}"))
-            manifest.snapshots.append({
-                "index": i, "epoch": info.get("epoch"), "step": info.get("step"),
-                "file": path.name, "bytes": path.stat().st_size, "sha256": None,
-                "columns": [n for n in schema.names if n != _LOSS], "complete": True})
-        for n in sorted(names):
-            m = ARRAY_RE.match(n)
-            if m:
-                from safetensors import safe_open
-
-                with safe_open(str(self.directory / n), framework="numpy") as f:
-                    taken = int((f.metadata() or {}).get("num_snapshots", 0))
-                manifest.arrays[m.group(1)] = {"file": n, "bytes": None, "sha256": None,
-                                               "num_snapshots": taken}
-        return manifest
 
     def _recover_writer(self, names) -> None:
         """Writable open: drop temporary files whose writer is gone; give a format-1 store its
@@ -384,7 +339,7 @@ class LossTrajectories(SignalsMixin):
         fields = [pa.field(_LOSS, pa.float32())] + [
             pa.field(name, col.type) for name, col in columns.items()]
         schema = pa.schema(fields, metadata={"cld_hf": json.dumps(info)})
-        data = _table_bytes(pa.Table.from_arrays(
+        data = arrow_file_bytes(pa.Table.from_arrays(
             [pa.array(np.concatenate([tr, qr])), *columns.values()], schema=schema))
         entry = {**info, "file": snapshot_name(index), "bytes": data.size,
                  "sha256": bytes_sha256(data), "columns": list(columns), "complete": False}
@@ -394,91 +349,6 @@ class LossTrajectories(SignalsMixin):
         entry["complete"] = True
         self._save_manifest()
         return index
-
-    def append_streamed(self, state: dict, *, epoch=None, step=None) -> int:
-        """Record a snapshot of a streaming store: its epoch and step, and the scorer ``state``
-        after it (``StreamingCLD.state_dict()``), as ``streaming-state-<S>.safetensors``.
-
-        Only the latest state and the pinned ones (:meth:`pin_streaming_state`) are kept.
-
-        Examples
-        --------
-        >>> import tempfile
-        >>> store = LossTrajectories.create(tempfile.mkdtemp(), [0, 1], [0, 1], streaming=True)
-        >>> scorer = StreamingCLD([0, 1], [0, 1]); scorer.update([1.0, 2.0], [1.0, 2.0])
-        >>> store.append_streamed(scorer.state_dict(), epoch=0)
-        0
-        >>> store.load_streaming_state(1)["num_updates"]
-        1
-        """
-        self._check_writable("append_streamed()")
-        if not self.streaming:
-            raise ValueError("append_streamed() is for streaming stores; use append().")
-        index = self.num_snapshots
-        self._manifest.snapshots.append({
-            "index": index, "epoch": None if epoch is None else float(epoch),
-            "step": None if step is None else int(step), "file": None, "complete": True})
-        self._save_state(index + 1, state)
-        self._prune_states()
-        self._save_manifest()
-        return index
-
-    def _save_state(self, num_snapshots: int, state: dict) -> None:
-        from safetensors.numpy import save
-
-        state = dict(state)
-        counters = {k: str(int(state.pop(k))) for k in list(state)
-                    if not isinstance(state[k], np.ndarray)}
-        data = save({k: np.ascontiguousarray(v) for k, v in state.items()}, metadata=counters)
-        name = state_name(num_snapshots)
-        atomic_write_bytes(self.directory / name, data)
-        self._manifest.states[str(num_snapshots)] = {"file": name, "bytes": len(data),
-                                                     "sha256": bytes_sha256(data)}
-
-    def _prune_states(self) -> None:
-        keep = {self.num_snapshots, *self._manifest.pinned}
-        for key in [k for k in self._manifest.states if int(k) not in keep]:
-            entry = self._manifest.states.pop(key)
-            self._save_manifest()
-            (self.directory / entry["file"]).unlink(missing_ok=True)
-
-    def pin_streaming_state(self, num_snapshots: int | None = None) -> None:
-        """Keep the streaming state after ``num_snapshots`` (default: now) until a rewind drops
-        it: a checkpoint refers to it."""
-        self._check_writable("pin_streaming_state()")
-        n = self.num_snapshots if num_snapshots is None else int(num_snapshots)
-        if n and str(n) not in self._manifest.states:
-            raise KeyError(f"No streaming state after {n} snapshots in {str(self.directory)!r}; "
-                           f"states kept: {self.streaming_state_counts}.")
-        if n not in self._manifest.pinned:
-            self._manifest.pinned.append(n)
-            self._save_manifest()
-
-    @property
-    def streaming_state_counts(self) -> list[int]:
-        """After how many snapshots a streaming state is kept."""
-        return sorted(int(k) for k in self._manifest.states)
-
-    def load_streaming_state(self, num_snapshots: int) -> dict:
-        """The streaming scorer's state after ``num_snapshots`` snapshots (checksum verified)."""
-        from safetensors.numpy import load
-
-        entry = self._manifest.states.get(str(int(num_snapshots)))
-        if entry is None:
-            raise FileNotFoundError(
-                f"No streaming state after {num_snapshots} snapshots in {str(self.directory)!r}: "
-                f"states are kept for the latest snapshot and for those a checkpoint pinned "
-                f"({self.streaming_state_counts}). Rewind to one of those."
-            )
-        path = self.directory / entry["file"]
-        data = path.read_bytes()
-        verify_bytes(data, entry, path, f"streaming state after {num_snapshots} snapshots")
-        from safetensors import safe_open
-
-        state = dict(load(data))
-        with safe_open(str(path), framework="numpy") as f:
-            state.update({k: int(v) for k, v in (f.metadata() or {}).items()})
-        return state
 
     def _signal_columns(self, signals) -> dict[str, pa.Array]:
         """Arrow columns of ``N + Q`` rows for :meth:`append`'s ``signals``."""
@@ -698,41 +568,6 @@ class LossTrajectories(SignalsMixin):
             self.train_losses(cols), self.train_labels, self.query_losses(cols),
             self.query_labels, **kwargs,
         )
-
-    def save_scores(self, scores) -> Path:
-        """Write ``sample_index``, ``label``, ``cld_score`` of the training samples to
-        ``scores.arrow`` (checksummed; dropped by a :meth:`truncate` before them).
-
-        Examples
-        --------
-        >>> import tempfile
-        >>> store = LossTrajectories.create(tempfile.mkdtemp(), [0, 1], [1])
-        >>> store.save_scores([0.5, -0.5]).name, store.load_scores().tolist()
-        ('scores.arrow', [0.5, -0.5])
-        """
-        self._check_writable("save_scores()")
-        s = np.asarray(scores, dtype=np.float32)
-        if s.shape != (self.num_train,):
-            raise ValueError(f"scores has shape {s.shape}; the store holds N={self.num_train} "
-                             f"training samples: pass one score per sample.")
-        table = pa.table({"sample_index": pa.array(np.arange(self.num_train), pa.int64()),
-                          "label": pa.array(self.train_labels, pa.int64()),
-                          "cld_score": pa.array(s, pa.float32())})
-        data = _table_bytes(table)
-        path = atomic_write_bytes(self.directory / _SCORES, memoryview(data))
-        self._manifest.scores = {"file": _SCORES, "bytes": data.size, "sha256": bytes_sha256(data),
-                                 "num_snapshots": self.num_snapshots}
-        self._save_manifest()
-        return path
-
-    def load_scores(self) -> np.ndarray:
-        """The scores saved with :meth:`save_scores` (checksum verified)."""
-        if not self._manifest.scores:
-            raise FileNotFoundError(f"No saved scores in {str(self.directory)!r}; compute them "
-                                    f"with store.scores().")
-        table = self._read_verified_table(self.directory / _SCORES, self._manifest.scores,
-                                          "the saved scores")
-        return table.column("cld_score").to_numpy()
 
     def copy_to(self, directory) -> LossTrajectories:
         """Copy the store (e.g. into a checkpoint folder) and open the copy (writable).

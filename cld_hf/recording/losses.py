@@ -31,6 +31,7 @@ __all__ = [
     "find_feature_module",
     "FeatureCatcher",
     "unwrap_model",
+    "batch_size_of",
 ]
 
 LossType = Literal["auto", "classification", "causal_lm", "token"]
@@ -437,3 +438,22 @@ class FeatureCatcher:
         for handle in self._handles.values():
             handle.remove()
         self._handles = {}
+
+
+def batch_size_of(batch) -> int | None:
+    """The number of samples in a collated batch (from its index, labels or first tensor).
+
+    Examples
+    --------
+    >>> batch_size_of({"x": torch.zeros(3, 2), "labels": torch.tensor([0, 1, 1])})
+    3
+    """
+    if isinstance(batch, Mapping):
+        for key in ("cld_hf_index", *LABEL_KEYS):
+            value = batch.get(key)
+            if isinstance(value, torch.Tensor) and value.ndim >= 1:
+                return int(value.shape[0])
+        for value in batch.values():
+            if isinstance(value, torch.Tensor) and value.ndim >= 1:
+                return int(value.shape[0])
+    return None

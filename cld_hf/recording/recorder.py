@@ -1,32 +1,19 @@
 """`LossRecorder`: per-sample losses of the training and query sets, gathered by sample index.
 
 The one implementation of recording in cld-hf: the Trainer callback
-(:class:`~cld_hf.callback.CLDCallback`) and custom ``accelerate`` loops both use it. Each call to
-:meth:`LossRecorder.record` produces one snapshot, the loss of every training and query sample at
-that point of training, and appends it to the :class:`~cld_hf.trajectories.LossTrajectories`
-store in ``output_dir`` (with ``streaming=True``, to a :class:`~cld_hf.scoring.StreamingCLD`
-scorer whose state the store keeps).
+(:class:`~cld_hf.callback.CLDCallback`) and custom ``accelerate`` loops both use it. Each
+:meth:`LossRecorder.record` is one snapshot, the loss of every training and query sample at that
+point of training, appended to the :class:`~cld_hf.trajectories.LossTrajectories` store (with
+``streaming=True``, to a :class:`~cld_hf.scoring.StreamingCLD` whose state the store keeps).
 
-Modes
------
-``"sweep"`` (default, Algorithm 1 and the authors' code)
-    An eval-mode pass (``model.eval()``, ``torch.inference_mode()``, fixed weights, no
-    augmentation when ``eval_transform`` is given) over the whole training set and the query set.
-``"train_pass"``
-    The training losses come from the training forward passes of the epoch (:meth:`feed`,
-    :meth:`capture`); only the query set is swept. ``Q`` instead of ``N + Q`` extra forwards per
-    epoch, but an approximation (see :mod:`cld_hf.recording.train_pass`).
+Modes: ``"sweep"`` (default, Algorithm 1 and the authors' code), an eval-mode pass over both sets
+after each epoch (:mod:`cld_hf.recording.sweep`); ``"train_pass"``, the training losses of the
+epoch's forward passes, only the query set swept (:mod:`cld_hf.recording.train_pass`). Extra
+signals for the baselines (``signals=``) come from the logits of the same sweep.
 
-Extra signals for the baselines (``signals=``, classification only) come from the logits of the
-same sweep: per snapshot ``correct``, ``true_prob``, ``margin``, ``el2n``, ``grad_projection``
-(store columns, :meth:`~cld_hf.trajectories.LossTrajectories.train_signal`); at the end of
-training ``embeddings`` and ``probs`` (safetensors arrays,
-:meth:`~cld_hf.trajectories.LossTrajectories.load_array`). Only the training samples get signals.
-
-Cost (Appendix E.4 of the paper): per recorded epoch, ``Q`` forward passes for the query set plus
+Cost (Appendix E.4 of the paper): per recorded epoch ``Q`` forward passes for the query set plus
 ``N`` for the training set in sweep mode, against roughly ``3N`` forward-equivalents for one
-training epoch; memory: one snapshot per process beyond the store; datasets are read batch by
-batch, never materialised. A sweep leaves torch's random-number generators as it found them.
+training epoch; memory: one snapshot per process beyond the store.
 """
 
 from __future__ import annotations
@@ -40,12 +27,19 @@ import numpy as np
 import torch
 
 from .._validation import check_callable
+from ..identity import recording_identity
 from ..scoring import StreamingCLD
 from ..trajectories import LossTrajectories
 from .config import SNAPSHOT_SIGNALS, RecorderConfig, make_config
 from .gather import any_process, gather_arrays, place_by_index, shard_indices
-from .indexing import INDEX_KEY, dataset_labels, model_input_columns
-from .losses import LABEL_KEYS, LABELS_COPY_KEY, default_per_sample_loss, unwrap_model
+from .indexing import dataset_labels, model_input_columns
+from .losses import (
+    LABEL_KEYS,
+    LABELS_COPY_KEY,
+    batch_size_of,
+    default_per_sample_loss,
+    unwrap_model,
+)
 from .sweep import sweep_dataset, sweep_losses
 from .checkpoints import CheckpointMixin
 from .train_pass import FedLosses, TrainPassMixin
@@ -254,7 +248,8 @@ class LossRecorder(TrainPassMixin, CheckpointMixin):
                     meta = {"recorder": self.config.to_dict(), **(metadata or {})}
                     self.store = LossTrajectories.create(
                         self.output_dir, self.train_labels, self.query_labels, metadata=meta,
-                        identity=self._identity(), streaming=self.streaming, overwrite=exists)
+                        identity=recording_identity(self.train_dataset, self.train_labels, self.query_dataset, self.query_labels),
+                        streaming=self.streaming, overwrite=exists)
             except (OSError, ValueError) as err:
                 error = err
         # Every process learns whether the main one failed, so that none waits for it forever.
@@ -272,21 +267,6 @@ class LossRecorder(TrainPassMixin, CheckpointMixin):
             self._last_epoch = self._snapshots[-1]["epoch"] if self._snapshots else None
             logger.info("Resuming the loss recording in %s at %d snapshot(s).", self.output_dir,
                         len(self._snapshots))
-
-    def _identity(self) -> dict:
-        """Which datasets the store's rows are (kept in the store; see :mod:`cld_hf.identity`)."""
-        from ..identity import index_identity, labels_fingerprint
-
-        out = {}
-        for part, dataset, labels in (("train", self.train_dataset, self.train_labels),
-                                      ("query", self.query_dataset, self.query_labels)):
-            info = getattr(dataset, "info", None)
-            split = getattr(dataset, "split", None)
-            out[part] = {"name": getattr(info, "dataset_name", None),
-                         "split": str(split) if split else None, "num_rows": int(len(labels)),
-                         "fingerprint": labels_fingerprint(labels)}
-            out[f"{part}_index"] = index_identity(dataset) if hasattr(dataset, "features") else None
-        return out
 
     def _check_store(self, store: LossTrajectories) -> None:
         if (store.num_train, store.num_query) != (self.num_train, self.num_query) or not (
@@ -362,7 +342,7 @@ class LossRecorder(TrainPassMixin, CheckpointMixin):
                                              loss_type=self.config.loss_type, model=model)
         if not isinstance(losses, torch.Tensor):
             losses = torch.as_tensor(losses)
-        size = _batch_size(batch)
+        size = batch_size_of(batch)
         if losses.ndim != 1 or (size is not None and losses.shape[0] != size):
             raise ValueError(
                 f"per_sample_loss returned shape {tuple(losses.shape)} for a batch of {size} "
@@ -615,14 +595,3 @@ class LossRecorder(TrainPassMixin, CheckpointMixin):
                 f"num_train={self.num_train}, num_query={self.num_query}, "
                 f"num_snapshots={self.num_snapshots}, streaming={self.streaming})")
 
-
-def _batch_size(batch) -> int | None:
-    if isinstance(batch, Mapping):
-        for key in (INDEX_KEY, *LABEL_KEYS):
-            value = batch.get(key)
-            if isinstance(value, torch.Tensor) and value.ndim >= 1:
-                return int(value.shape[0])
-        for value in batch.values():
-            if isinstance(value, torch.Tensor) and value.ndim >= 1:
-                return int(value.shape[0])
-    return None
