@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-__all__ = ["RunArguments", "check_run", "signals_needed", "NOISE_COLUMN", "ORIGINAL_LABEL_COLUMN"]
+__all__ = ["RunArguments", "check_run", "default_threads", "signals_needed", "NOISE_COLUMN", "ORIGINAL_LABEL_COLUMN"]
 
 NOISE_COLUMN = "label_is_noisy"
 ORIGINAL_LABEL_COLUMN = "original_label"
@@ -81,6 +81,9 @@ class RunArguments:
         "help": "dataset repo id to push the first coreset to (the proxy goes to <id>-proxy)"})
     hub_private: bool = field(default=False, metadata={"help": "make pushed repos private"})
     plots: bool = field(default=True, metadata={"help": "write PNG plots"})
+    threads: int | None = field(default=None, metadata={
+        "help": "torch CPU threads (default: one fewer than the CPU cores, at least 1, so that "
+                "a second busy process does not make every step wait for a core)"})
 
     def __post_init__(self):
         if not 0.0 < self.query_fraction < 1.0:
@@ -99,6 +102,8 @@ class RunArguments:
                 f"push_to_hub == {self.push_to_hub!r}, must be a dataset repo id "
                 f"'<namespace>/<name>' (the proxy model goes to '<namespace>/<name>-proxy')."
             )
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"threads == {self.threads}, must be >= 1.")
         for name in ("proxy_epochs", "target_epochs", "seeds", "batch_size"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} == {getattr(self, name)}, must be >= 1.")
@@ -144,6 +149,24 @@ def check_run(args: RunArguments, config) -> None:
             f"and record_initial == {config.record_initial} records {snapshots} snapshot(s); CLD "
             f"needs at least 3 (2 loss differences): train the proxy longer."
         )
+
+
+def default_threads() -> int:
+    """torch CPU threads for a run: one fewer than the cores this process may use, at least 1.
+
+    With every core busy in torch's own thread pool, one other busy process (a second job, a
+    test suite) makes each step wait for a core: on two cores a training step took ~40x longer
+    with two threads than with one (the README's threads benchmark).
+
+    Examples
+    --------
+    >>> default_threads() >= 1
+    True
+    """
+    import os
+
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    return max(1, (cores or 1) - 1)
 
 
 def signals_needed(methods) -> tuple[str, ...]:

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .arguments import NOISE_COLUMN, RunArguments, check_run, signals_needed
+from .arguments import NOISE_COLUMN, RunArguments, check_run, default_threads, signals_needed
 from .builtin import BUILTIN_DATASETS
 from .data import apply_label_noise, load_data, to_pixel_values
 from .results import results_markdown
@@ -106,8 +106,11 @@ def run_experiment(args: RunArguments, config=None, *, command: str | None = Non
     from ..trajectories import LossTrajectories
     from .comparison import cost_markdown, cost_rows, select_coresets, write_selections
 
+    import torch
+
     config = RecorderConfig() if config is None else config
     check_run(args, config)
+    torch.set_num_threads(args.threads or default_threads())
     started = time.perf_counter()
     out = _check_output_dir(args)
     train, test, label_column, names = load_data(
