@@ -22,6 +22,7 @@ Routes (``{type}`` is ``models``, ``datasets`` or ``spaces``; URL prefix ``""`` 
     GET  /api/{type}/{ns}/{name}/refs                     branches, tags, pull requests
     GET  /api/{type}/{ns}/{name}/commits/{rev}            history, newest first
     POST /api/{type}/{ns}/{name}/branch/{branch}          create a branch (409 if it exists)
+    DELETE /api/{type}/{ns}/{name}/branch/{branch}        delete a branch (not main)
     POST /{prefix}{ns}/{name}.git/info/lfs/objects/batch  LFS batch: upload hrefs
     PUT  /lfs-upload/{sha256}                             LFS object body (size + sha256 checked)
     GET|HEAD /{prefix}{ns}/{name}/resolve/{rev}/{path}    file bytes, Range, X-Repo-Commit, ETag
@@ -464,6 +465,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._route_commits(repo, args[0])
         if action == "branch" and method == "POST" and len(args) == 1:
             return self._route_branch(repo, args[0], json.loads(body or b"{}"))
+        if action == "branch" and method == "DELETE" and len(args) == 1:
+            return self._route_delete_branch(repo, args[0])
         return False
 
     # ---------------------------------------------------------------- repos
@@ -555,6 +558,17 @@ class _Handler(BaseHTTPRequestHandler):
         if branch in repo.refs:
             raise HubError(409, f"Reference already exists: refs/heads/{branch}")
         repo.refs[branch] = repo.resolve(payload.get("startingPoint") or "main")["id"]
+        self.hub._save(repo)
+        self._json({})
+        return True
+
+    def _route_delete_branch(self, repo: Repo, branch: str) -> bool:
+        self._require_write(repo.id.split("/")[0])
+        if branch == "main":
+            raise HubError(403, "Cannot delete the main branch")
+        if branch not in repo.refs:
+            raise HubError(404, f"Branch {branch} not found", "RevisionNotFound")
+        del repo.refs[branch]
         self.hub._save(repo)
         self._json({})
         return True

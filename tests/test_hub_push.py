@@ -364,9 +364,6 @@ def test_cli_push_errors_exit_1_or_2_with_a_message(client, hub, tmp_path):
     assert ("dataset", "cld-tester/cli-err") not in hub.repos
 
 
-# ---------------------------------------------------------------------------- packaging
-
-
 # ---------------------------------------------------------------------------- nothing half-made
 # Regression tests for the reliability issue (Hub part): a failed push must leave no empty repo
 # and no card linking to a repo that failed.
@@ -439,6 +436,23 @@ def test_dataset_commit_failure_says_what_an_existing_model_repo_now_holds(clien
     """)
     assert ("dataset", "cld-tester/new-core") in hub.repos
     assert hub.history("model", "cld-tester/kept-proxy") == model_after  # nothing new to commit
+
+
+def test_failed_push_to_a_new_branch_of_an_existing_repo_removes_the_branch(client, hub):
+    client.run("""
+        push_coreset_to_hub(scored_dataset(), "cld-tester/branchy", fraction=0.2, token=TOKEN)
+    """)
+    hub.add_fault("POST", r"^/api/datasets/cld-tester/branchy/commit/", status=500)
+    try:
+        err = client.run("""
+            result = push_error(scored_dataset(), "cld-tester/branchy", fraction=0.4,
+                                revision="v9", token=TOKEN)
+        """)
+    finally:
+        hub.clear_faults()
+    assert err["type"] == "HubServerError"
+    assert "Nothing was written to 'cld-tester/branchy'" in err["message"]
+    assert "v9" not in hub.repo("dataset", "cld-tester/branchy").refs  # no empty branch left
 
 
 # ---------------------------------------------------------------------------- network failures

@@ -20,6 +20,7 @@ import shutil
 from pathlib import Path
 
 from .._validation import check_json
+from ..fileio import atomic_write_json
 
 logger = logging.getLogger(__name__)
 
@@ -313,7 +314,7 @@ def save_model_files(model, folder, repo_id: str, *, processing_class=None, mode
         config = {"cld_hf_format": "torch-module-safetensors", "class_name": cls,
                   "module": type(model).__module__, "init_kwargs": init_kwargs,
                   "num_parameters": num_parameters}
-        (folder / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+        atomic_write_json(folder / "config.json", config)
         details = {"library_name": "pytorch", "pipeline_tag": None,
                    "load_snippet": _torch_load_snippet(repo_id, cls, type(model).__module__)}
     keep = set(check_model_files(folder, skip_model_files=skip_model_files))

@@ -94,6 +94,7 @@ class _Repo:
     repo_type: str
     folder: Path
     created: bool = False
+    branch_created: str | None = None  # a branch this call created (in a repo it did not)
     head_before: str | None = None  # the branch head before this call's commit
     commit: Any = None
     operations: list | None = None
@@ -151,6 +152,19 @@ def _ensure_repo(api, repo: _Repo, *, private: bool) -> None:
         raise
 
 
+def _ensure_branch(api, repo: _Repo, branch: str) -> None:
+    """Create ``branch`` from ``main`` when missing, remembering whether this call created it."""
+    from huggingface_hub.errors import HfHubHTTPError
+
+    try:
+        api.create_branch(repo.repo_id, branch=branch, repo_type=repo.repo_type, exist_ok=False)
+    except HfHubHTTPError as err:
+        if getattr(err.response, "status_code", None) == 409:  # it exists
+            return
+        raise
+    repo.branch_created = branch
+
+
 def _operations(api, repo: _Repo, *, revision, stale) -> list:
     from huggingface_hub import CommitOperationAdd, CommitOperationDelete
 
@@ -169,6 +183,13 @@ def _rollback(api, repos: list[_Repo]) -> tuple[list[str], list[str]]:
     """Delete the repos this call created; ``(deleted, not_deleted)`` descriptions."""
     deleted, failed = {}, {}
     for repo in reversed(repos):  # the dataset repo first: it links the model repo
+        if not repo.created and repo.branch_created and repo.commit is None:
+            try:  # an empty branch this call added to an existing repo
+                api.delete_branch(repo.repo_id, branch=repo.branch_created,
+                                  repo_type=repo.repo_type)
+                repo.branch_created = None
+            except Exception:  # noqa: BLE001 - reported in the state message
+                pass
         if not repo.created:
             continue
         try:
@@ -232,6 +253,10 @@ def _state(repos: list[_Repo], failing: _Repo | None, deleted, not_deleted, *, s
                          f"so the {repo.label} is as it was.")
         else:
             parts.append(f"The {repo.label} is unchanged.")
+        if not repo.created and repo.branch_created and repo.commit is None:
+            parts.append(f"Could not delete the branch {repo.branch_created!r} this call added "
+                         f"to the {repo.label} (it points at main; `hf repos branch delete "
+                         f"{repo.repo_id} {repo.branch_created} --repo-type {repo.repo_type}`).")
     return " ".join(parts)
 
 
@@ -386,8 +411,7 @@ def push_coreset_to_hub(
                 current, step = repo, "prepare"
                 if branch is not None:
                     action = f"creating the branch {branch!r} of the {repo.label}"
-                    api.create_branch(repo.repo_id, branch=branch, repo_type=repo.repo_type,
-                                      exist_ok=True)
+                    _ensure_branch(api, repo, branch)
                 action = f"reading the {repo.label}"
                 repo.head_before = api.repo_info(repo.repo_id, repo_type=repo.repo_type,
                                                  revision=revision if not create_pr else None).sha
