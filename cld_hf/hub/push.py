@@ -4,7 +4,7 @@ The order of a push, and why:
 
 1. Everything that needs no network is checked first (the spec, the data, the sample identity),
    then offline mode, then the token (``whoami``); the repo ids get their namespace.
-2. Both repos' files are staged locally (:func:`~cld_hf.hub.staging.stage`): a bad model or
+2. Both repos' files are staged locally (``cld_hf.hub.staging._stage``): a bad model or
    card fails before anything is created.
 3. The repos are created when missing (``exist_ok=False``, so the call knows which ones it
    created), the target branch too, then every LFS file of both repos is uploaded
@@ -30,7 +30,7 @@ from typing import Any
 
 from .errors import HubNetworkError, hub_error
 from .spec import INDEX_CONFIG, CoresetHubSpec, build_spec
-from .staging import check_model_arguments, prepare, stage
+from .staging import _check_model_arguments, _prepare, _stage
 
 logger = logging.getLogger(__name__)
 
@@ -351,8 +351,8 @@ def push_coreset_to_hub(
     if repo_id is not None:
         options["repo_id"] = repo_id
     spec = build_spec(spec, options, caller="push_coreset_to_hub")
-    check_model_arguments(spec, model)
-    prepared = prepare(coreset_or_scored_dataset, spec)
+    _check_model_arguments(spec, model)
+    prepared = _prepare(coreset_or_scored_dataset, spec)
 
     if not is_main_process():
         logger.debug("Not the main process: leaving the push to process 0.")
@@ -385,7 +385,7 @@ def push_coreset_to_hub(
 
     with tempfile.TemporaryDirectory(prefix="cld-hf-push-") as tmp:
         # ---- stage every file locally first: a bad model or card fails before any upload
-        staged = stage(prepared, Path(tmp), endpoint=api.endpoint or constants.ENDPOINT,
+        staged = _stage(prepared, Path(tmp), endpoint=api.endpoint or constants.ENDPOINT,
                        model=model, processing_class=processing_class,
                        model_config=model_config, skip_model_files=skip_model_files)
         repos = []

@@ -1,8 +1,8 @@
 """Staging: the coreset selected and checked, the summary, Parquet shards, cards, on disk.
 
-:func:`prepare` checks the data against the spec (selection, the label and score columns, and
+:func:`_prepare` checks the data against the spec (selection, the label and score columns, and
 the **sample identity**: the dataset the ``sample_index`` record names must be the
-``source_dataset`` / ``source_split`` the cards will name); :func:`stage` writes both repos
+``source_dataset`` / ``source_split`` the cards will name); :func:`_stage` writes both repos
 under a folder, exactly as a push commits them; :func:`export_coreset_repos` is the public,
 offline entry point. Nothing here touches the network.
 """
@@ -60,7 +60,7 @@ class ExportedRepos:
 
 
 @dataclass(frozen=True)
-class Prepared:
+class _Prepared:
     """The coreset to share and what it was checked against; nothing written yet."""
 
     coreset: Any
@@ -154,7 +154,7 @@ def check_index_source(identity: dict | None, *, source_dataset: str | None,
 
 
 # ------------------------------------------------------------------------------ prepare
-def prepare(dataset, spec: CoresetHubSpec) -> Prepared:
+def _prepare(dataset, spec: CoresetHubSpec) -> _Prepared:
     """Check the dataset against the spec and select the coreset; nothing is written or sent."""
     import datasets
 
@@ -199,7 +199,7 @@ def prepare(dataset, spec: CoresetHubSpec) -> Prepared:
     source, split = check_index_source(identity, source_dataset=spec.source_dataset,
                                        source_split=spec.source_split)
     spec = replace(spec, source_dataset=source, source_split=split)
-    return Prepared(coreset=coreset, scored=scored, label_column=label_column,
+    return _Prepared(coreset=coreset, scored=scored, label_column=label_column,
                     identity=identity, spec=spec)
 
 
@@ -261,7 +261,7 @@ def _column_rows(coreset, label_column) -> list[dict]:
     return rows
 
 
-def summary_of(prepared: Prepared, *, endpoint: str) -> dict:
+def _summary(prepared: _Prepared, *, endpoint: str) -> dict:
     """The summary both cards render and ``cld_run.json`` holds (without ``endpoint``)."""
     from .. import __version__
 
@@ -359,8 +359,8 @@ def _dataset_card_data(configs: dict):
     return card_data
 
 
-def stage(prepared: Prepared, root: Path, *, endpoint: str, model=None, processing_class=None,
-          model_config=None, skip_model_files=None) -> ExportedRepos:
+def _stage(prepared: _Prepared, root: Path, *, endpoint: str, model=None, processing_class=None,
+           model_config=None, skip_model_files=None) -> ExportedRepos:
     """Write both repos under ``root/dataset`` and ``root/model`` (``root`` must be empty).
 
     The one implementation behind :func:`export_coreset_repos` and
@@ -371,7 +371,7 @@ def stage(prepared: Prepared, root: Path, *, endpoint: str, model=None, processi
     from .model_files import save_model_files
 
     spec = prepared.spec
-    summary = summary_of(prepared, endpoint=endpoint)
+    summary = _summary(prepared, endpoint=endpoint)
     model_dir = None
     if model is not None:
         model_dir = root / "model"
@@ -399,7 +399,7 @@ def stage(prepared: Prepared, root: Path, *, endpoint: str, model=None, processi
     return ExportedRepos(dataset_dir=data_dir, model_dir=model_dir, summary=summary)
 
 
-def check_model_arguments(spec: CoresetHubSpec, model) -> None:
+def _check_model_arguments(spec: CoresetHubSpec, model) -> None:
     """``model`` and ``model_repo_id`` go together; ``model`` is a module or a folder."""
     if (model is None) != (spec.model_repo_id is None):
         got = type(model).__name__ if model is not None else None
@@ -521,8 +521,8 @@ def export_coreset_repos(
     check_repo_id("repo_id", spec.repo_id, full=True)
     if spec.model_repo_id is not None:
         check_repo_id("model_repo_id", spec.model_repo_id, full=True)
-    check_model_arguments(spec, model)
-    prepared = prepare(coreset_or_scored_dataset, spec)
+    _check_model_arguments(spec, model)
+    prepared = _prepare(coreset_or_scored_dataset, spec)
     local_dir = Path(local_dir)
     _check_export_dir(local_dir)
     created = not local_dir.exists()
@@ -530,7 +530,7 @@ def export_coreset_repos(
     try:
         # stage next to the targets, then swap: a failure leaves a previous export as it was
         with tempfile.TemporaryDirectory(prefix=".cld-hf-export-", dir=local_dir) as tmp:
-            staged = stage(prepared, Path(tmp), endpoint=endpoint or constants.ENDPOINT,
+            staged = _stage(prepared, Path(tmp), endpoint=endpoint or constants.ENDPOINT,
                            model=model, processing_class=processing_class,
                            model_config=model_config, skip_model_files=skip_model_files)
             for name in ("dataset", "model"):
