@@ -235,3 +235,14 @@ def test_export_fails_before_writing_when_the_index_names_another_source(local, 
         export_coreset_repos(local.scored_dataset(), tmp_path / "out", repo_id="me/c",
                              fraction=0.5, source_dataset="me/other")
     assert not (tmp_path / "out").exists()
+
+
+def test_spec_and_keyword_arguments_export_the_same_files(local, no_network, tmp_path):
+    from cld_hf.hub import CoresetHubSpec, export_coreset_repos
+
+    scored = local.scored_dataset()
+    spec = CoresetHubSpec("me/c", **{**_EXPORT_ARGS, "fraction": 0.2})
+    by_spec = export_coreset_repos(scored, tmp_path / "a", spec=spec, fraction=0.4)  # override
+    by_keywords = export_coreset_repos(scored, tmp_path / "b", repo_id="me/c", **_EXPORT_ARGS)
+    assert tree(by_spec.dataset_dir) == tree(by_keywords.dataset_dir)
+    assert spec.fraction == 0.2  # the caller's spec is not changed

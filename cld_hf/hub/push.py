@@ -362,7 +362,7 @@ def push_coreset_to_hub(
 
     from .. import __version__
 
-    if constants.is_offline_mode():
+    if getattr(constants, "is_offline_mode", lambda: constants.HF_HUB_OFFLINE)():
         raise HubNetworkError(
             "Offline mode: HF_HUB_OFFLINE=1 is set, so nothing was sent and nothing was created. "
             "Unset HF_HUB_OFFLINE (or write the repos with export_coreset_repos and upload them "
