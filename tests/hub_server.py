@@ -12,6 +12,7 @@ Routes (``{type}`` is ``models``, ``datasets`` or ``spaces``; URL prefix ``""`` 
 
     GET  /api/whoami-v2                                   token check
     POST /api/repos/create                                new repo (initial commit: .gitattributes)
+    DELETE /api/repos/delete                              delete a repo (404 when missing)
     POST /api/validate-yaml                               README front matter must be YAML mapping
     GET  /api/{type}/{ns}/{name}[/revision/{rev}]         repo info: sha, siblings, cardData
     POST /api/{type}/{ns}/{name}/preupload/{rev}          "lfs" or "regular" for each file
@@ -21,6 +22,7 @@ Routes (``{type}`` is ``models``, ``datasets`` or ``spaces``; URL prefix ``""`` 
     GET  /api/{type}/{ns}/{name}/refs                     branches, tags, pull requests
     GET  /api/{type}/{ns}/{name}/commits/{rev}            history, newest first
     POST /api/{type}/{ns}/{name}/branch/{branch}          create a branch (409 if it exists)
+    DELETE /api/{type}/{ns}/{name}/branch/{branch}        delete a branch (not main)
     POST /{prefix}{ns}/{name}.git/info/lfs/objects/batch  LFS batch: upload hrefs
     PUT  /lfs-upload/{sha256}                             LFS object body (size + sha256 checked)
     GET|HEAD /{prefix}{ns}/{name}/resolve/{rev}/{path}    file bytes, Range, X-Repo-Commit, ETag
@@ -35,7 +37,11 @@ credentials in Authorization header" on every route; writing needs a known token
 is invisible (404 ``RepoNotFound``) to anyone but its owner.
 
 Switches for failure tests: ``server.fail_next_commits = n`` answers the next ``n`` commit
-requests with HTTP 500 before touching the repo.
+requests with HTTP 500 before touching the repo; ``server.add_fault(method, path, ...)`` makes
+the next ``times`` requests whose path matches a regex fail with an HTTP status, or drop the
+connection without an answer, before (``drop="before"``) or after (``drop="after"``) the
+request is applied; ``server.clear_faults()`` removes them. ``server.requests`` logs every
+answered request.
 
 Example
 -------
@@ -153,6 +159,28 @@ class Repo:
                 "refs": self.refs, "commits": commits, "pull_requests": self.pull_requests}
 
 
+@dataclass
+class Fault:
+    """A failure the server injects into the next ``times`` matching requests.
+
+    ``path`` is a regex searched in the request path (query string excluded). ``status``
+    answers with that HTTP error (``X-Error-Message: message``); ``drop="before"`` closes the
+    connection without an answer and without applying the request, ``drop="after"`` applies it
+    first (the client never learns that it succeeded).
+    """
+
+    method: str
+    path: str
+    status: int | None = 500
+    drop: str | None = None
+    times: int = 1
+    message: str = "Internal Error: the test server was told to fail this request"
+    hits: int = 0
+
+    def matches(self, method: str, path: str) -> bool:
+        return self.times > 0 and method == self.method and re.search(self.path, path) is not None
+
+
 class HubServer:
     """The server: storage, tokens and the failure switches. See the module docstring.
 
@@ -174,6 +202,7 @@ class HubServer:
         self.tokens = {self.write_token: "write", self.read_token: "read"}
         self.repos: dict[tuple[str, str], Repo] = {}
         self.fail_next_commits = 0
+        self.faults: list[Fault] = []
         self.requests: list[tuple[str, str, int]] = []  # (method, path, status), for debugging
         self.lock = threading.RLock()
         self._httpd: ThreadingHTTPServer | None = None
@@ -199,6 +228,32 @@ class HubServer:
     def url(self) -> str:
         host, port = self._httpd.server_address[:2]
         return f"http://{host}:{port}"
+
+    # ---------------------------------------------------------------- failure switches
+    def add_fault(self, method: str, path: str, *, status: int | None = 500,
+                  drop: str | None = None, times: int = 1, message: str | None = None) -> Fault:
+        """Fail the next ``times`` requests ``method`` whose path matches the regex ``path``."""
+        if drop not in (None, "before", "after"):
+            raise ValueError(f"drop == {drop!r}, must be None, 'before' or 'after'.")
+        fault = Fault(method, path, status=None if drop else status, drop=drop, times=times,
+                      **({"message": message} if message else {}))
+        with self.lock:
+            self.faults.append(fault)
+        return fault
+
+    def clear_faults(self) -> None:
+        with self.lock:
+            self.faults.clear()
+            self.fail_next_commits = 0
+
+    def _take_fault(self, method: str, path: str) -> Fault | None:
+        with self.lock:
+            for fault in self.faults:
+                if fault.matches(method, path):
+                    fault.times -= 1
+                    fault.hits += 1
+                    return fault
+        return None
 
     # ---------------------------------------------------------------- inspection (for asserts)
     def repo(self, repo_type: str, repo_id: str) -> Repo:
@@ -280,6 +335,10 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _send(self, status: int, body: bytes = b"", headers: dict | None = None,
               content_type: str = "application/json") -> None:
+        if getattr(self, "_drop_answer", False):  # applied, but the answer is lost
+            self.close_connection = True
+            self.hub.requests.append((self.command, self.path, 0))
+            return
         self.send_response(status)
         self.send_header("Content-Type", content_type)
         self.send_header("Content-Length", str(len(body)))
@@ -302,8 +361,18 @@ class _Handler(BaseHTTPRequestHandler):
     def _dispatch(self) -> None:
         url = urlsplit(self.path)
         self.query = parse_qs(url.query)
+        self._drop_answer = False
         try:
             body = self._body()
+            fault = self.hub._take_fault(self.command, url.path)
+            if fault is not None and fault.drop == "before":
+                self.close_connection = True  # no answer at all: the client sees a drop
+                self.hub.requests.append((self.command, self.path, 0))
+                return
+            if fault is not None and fault.drop == "after":
+                self._drop_answer = True
+            elif fault is not None:
+                raise HubError(fault.status, fault.message)
             self.user, self.role = self._authenticate()
             parts = url.path.strip("/").split("/")  # still percent-encoded: a rev may hold %2F
             handled = self._route(parts, body)
@@ -369,6 +438,8 @@ class _Handler(BaseHTTPRequestHandler):
             return True
         if parts == ["repos", "create"] and method == "POST":
             return self._route_create(json.loads(body or b"{}"))
+        if parts == ["repos", "delete"] and method == "DELETE":
+            return self._route_delete(json.loads(body or b"{}"))
         if parts == ["validate-yaml"] and method == "POST":
             return self._route_validate_yaml(json.loads(body or b"{}"))
         if len(parts) < 3 or parts[0] not in REPO_TYPES:
@@ -394,6 +465,8 @@ class _Handler(BaseHTTPRequestHandler):
             return self._route_commits(repo, args[0])
         if action == "branch" and method == "POST" and len(args) == 1:
             return self._route_branch(repo, args[0], json.loads(body or b"{}"))
+        if action == "branch" and method == "DELETE" and len(args) == 1:
+            return self._route_delete_branch(repo, args[0])
         return False
 
     # ---------------------------------------------------------------- repos
@@ -413,6 +486,18 @@ class _Handler(BaseHTTPRequestHandler):
         self.hub._add_commit(repo, "main", None, tree, "initial commit")
         self.hub.repos[(repo_type, repo_id)] = repo
         self._json({"url": url, "name": repo_id, "id": "1" * 24})
+        return True
+
+    def _route_delete(self, payload: dict) -> bool:
+        repo_type = payload.get("type") or "model"
+        namespace = payload.get("organization") or self.user or ""
+        self._require_write(namespace)
+        repo_id = f"{namespace}/{payload['name']}"
+        self._get_repo(repo_type, repo_id)  # 404 when missing (or private to someone else)
+        del self.hub.repos[(repo_type, repo_id)]
+        (self.hub.root / "repos" / repo_type / f"{repo_id.replace('/', '--')}.json").unlink(
+            missing_ok=True)
+        self._json({})
         return True
 
     def _route_validate_yaml(self, payload: dict) -> bool:
@@ -473,6 +558,17 @@ class _Handler(BaseHTTPRequestHandler):
         if branch in repo.refs:
             raise HubError(409, f"Reference already exists: refs/heads/{branch}")
         repo.refs[branch] = repo.resolve(payload.get("startingPoint") or "main")["id"]
+        self.hub._save(repo)
+        self._json({})
+        return True
+
+    def _route_delete_branch(self, repo: Repo, branch: str) -> bool:
+        self._require_write(repo.id.split("/")[0])
+        if branch == "main":
+            raise HubError(403, "Cannot delete the main branch")
+        if branch not in repo.refs:
+            raise HubError(404, f"Branch {branch} not found", "RevisionNotFound")
+        del repo.refs[branch]
         self.hub._save(repo)
         self._json({})
         return True

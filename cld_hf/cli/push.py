@@ -5,8 +5,8 @@ own code) and, when present, ``cld_run.json`` next to it as ``method_info`` (its
 in :mod:`cld_hf.hub`); then calls :func:`cld_hf.hub.push_coreset_to_hub`: one commit to the
 dataset repo and, with ``--model-dir``, one to the model repo.
 
-Exit codes: 0 pushed, 1 the push failed (bad data, token refused, Hub error; the message says
-why), 2 bad arguments.
+Exit codes: 0 pushed, 1 the push failed (bad data, token refused, no network, Hub error: one
+line says why, what is left on the Hub and how to retry), 2 bad arguments.
 """
 
 from __future__ import annotations
@@ -59,6 +59,11 @@ def register(subparsers) -> None:
     model.add_argument("--model-dir", default=None,
                        help="saved model directory (save_pretrained; safetensors) to push")
     model.add_argument("--model-repo-id", default=None, help="model repo, e.g. me/proxy")
+    model.add_argument("--skip-model-file", action="append", default=None,
+                       dest="skip_model_files", metavar="NAME",
+                       help="leave this file (or fnmatch pattern) of --model-dir out "
+                            "(repeatable); only safetensors, config and tokenizer files are "
+                            "pushed, any other file is an error unless skipped")
     card = p.add_argument_group("card")
     card.add_argument("--source-dataset", default=None,
                       help="Hub id of the dataset sample_index points into (default: cld_run.json)")
@@ -93,6 +98,7 @@ def run(args) -> int:
         result = push_coreset_to_hub(
             dataset, args.repo_id,
             model=args.model_dir, model_repo_id=args.model_repo_id,
+            skip_model_files=args.skip_model_files,
             source_dataset=args.source_dataset, source_revision=args.source_revision,
             source_split=args.source_split, fraction=args.fraction, size=args.size,
             balance=args.balance, label_column=args.label_column, method_info=method_info,
