@@ -38,6 +38,7 @@ _LAZY = {
     "CoresetPushResult": "hub",
     "export_coreset_repos": "hub",
     "ExportedRepos": "hub",
+    "CoresetHubSpec": "hub",
 }
 
 __all__ = [

@@ -6,6 +6,8 @@ import argparse
 import json
 from pathlib import Path
 
+from ..hub.spec import RUN_INFO_FILE  # cld_run.json, beside saved datasets: how they were made
+
 
 def fraction_type(text: str) -> float:
     """argparse type: a float in (0, 1]."""
@@ -70,10 +72,14 @@ def write_json(path, obj) -> None:
     atomic_write_json(path, obj)
 
 
-RUN_INFO_FILE = "cld_run.json"
-"""Written next to a saved scored dataset / coreset: how it was made (read by push and inspect)."""
-
-
 def read_run_info(directory) -> dict:
+    """The ``cld_run.json`` beside a saved dataset (``{}`` when there is none).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> read_run_info(tempfile.mkdtemp())
+    {}
+    """
     p = Path(directory) / RUN_INFO_FILE
     return json.loads(p.read_text()) if p.is_file() else {}
