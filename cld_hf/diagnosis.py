@@ -265,7 +265,11 @@ def _advice(d: dict) -> str:
                f"the first loss difference carries {100 * share:.0f}% of the variance of the "
                f"class query trajectory (median over classes; at most {100 * top:.0f}% with "
                f"{d['num_snapshots'] - 1} differences)")
-    if rel is None:
+    if d["num_snapshots"] <= 3:
+        sentences.append(
+            f"With {d['num_snapshots'] - 1} loss difference(s) every CLD score is -1, 0 or +1 and "
+            f"the first difference's share says nothing: record more epochs.")
+    elif rel is None:
         sentences.append("The class query trajectories are flat: every CLD score is 0.")
     elif rel >= _FIRST_DOMINATES:
         sentences.append(
@@ -283,7 +287,7 @@ def _advice(d: dict) -> str:
             f"whole trajectory.")
     if q >= _NOISY:
         sentences.append("Prefer noise_adaptive or top over random.")
-    elif rel is not None and rel >= _FIRST_DOMINATES:
+    elif rel is not None and rel >= _FIRST_DOMINATES and d["num_snapshots"] > 3:
         sentences.append("Prefer noise_adaptive (or random) over top.")
     return " ".join(sentences)
 

@@ -138,6 +138,12 @@ def test_advice_on_a_trajectory_spread_over_the_epochs():
     assert "spread over the epochs" in d["advice"]
 
 
+def test_advice_with_two_loss_differences_asks_for_more_epochs():
+    d = _diagnose_run(noise=0.0, snapshots=3)
+    assert "record more epochs" in d["advice"]
+    assert "Prefer" not in d["advice"]
+
+
 # ----------------------------------------------------------------------------- input forms
 
 
