@@ -11,8 +11,12 @@ arrays) and reports:
   reached by a trajectory that moves in epoch 1 only; near that, CLD mostly measures how much a
   sample's loss fell in epoch 1. ``first_difference_raw_share`` is the same without centring
   (``d_1^2 / sum_t d_t^2``);
+- ``dominant_difference``: per class, the loss difference with the largest share of that
+  variance, and the share (on digits the loss falls most in epoch 2, on MNIST-1D in epoch 1);
 - ``spearman_with_epoch1_loss``: rank correlation of the CLD scores with the training loss
-  after epoch 1 (strongly negative: top-k keeps the samples learned first);
+  after epoch 1, and ``spearman_with_dominant_difference``: with the training loss difference
+  of the dominant epoch (strongly negative: CLD ranks the samples by how much their loss fell
+  in that epoch, and top-k keeps those learned in it);
 - ``score_quantiles``: the distribution of the CLD scores, overall and per class;
 - ``suspected_noise``: per coreset fraction, how many samples the noise cut of
   ``"noise_adaptive"`` and ``"coverage"`` drops, per class and in total;
@@ -42,10 +46,9 @@ QUANTILES = (0.0, 0.05, 0.25, 0.5, 0.75, 0.95, 1.0)
 # Thresholds of the advice sentences.
 _NOISY = 0.10  # q_hat at or above: the labels look noisy
 _CLEAN = 0.03  # q_hat below: the query set looks clean
-# First-difference share relative to its maximum (T - 1) / T, i.e. the squared correlation of
-# the class query trajectory with a trajectory that moves in epoch 1 only.
-_FIRST_DOMINATES = 0.85  # at or above: CLD ~ "learned in epoch 1"
-_FIRST_WEIGHTED = 0.50
+# Spearman of the CLD scores with the loss difference of the dominant epoch, at or below:
+_RANKS_BY_EPOCH = -0.70  # CLD mostly ranks by how much the loss fell in that epoch
+_LEANS_TO_EPOCH = -0.40  # CLD leans towards it
 
 
 def _quantile_key(q: float) -> str:
@@ -70,13 +73,23 @@ def _spearman(a: np.ndarray, b: np.ndarray) -> float | None:
     return None if denom == 0.0 else float((ra @ rb) / denom)
 
 
-def _first_share(traj: np.ndarray, *, centre: bool = True) -> float | None:
-    """Share of the energy of the (centred) trajectory in its first entry (None if flat)."""
+def _shares(traj: np.ndarray, *, centre: bool = True) -> np.ndarray | None:
+    """Share of the energy of the (centred) trajectory in each entry (None if flat)."""
     centred = traj - traj.mean() if centre else traj
     energy = float(centred @ centred)
     if energy == 0.0 or energy <= 1e-20 * float(traj @ traj):
         return None
-    return float(centred[0] ** 2 / energy)
+    return centred**2 / energy
+
+
+def _first_share(traj: np.ndarray, *, centre: bool = True) -> float | None:
+    shares = _shares(traj, centre=centre)
+    return None if shares is None else float(shares[0])
+
+
+def _median(values) -> float | None:
+    defined = [v for v in values if v is not None]
+    return float(np.median(defined)) if defined else None
 
 
 def _quantiles(scores: np.ndarray) -> dict[str, float]:
@@ -146,7 +159,10 @@ def diagnose(store=None, *, train_losses=None, train_labels=None, query_losses=N
     ``first_difference_share_median``, ``first_difference_share_max`` (``(T - 1) / T``),
     ``first_difference_share_all`` (the trajectory of all query samples),
     ``first_difference_raw_share`` (per class, not centred) and its ``_median``,
-    ``spearman_with_epoch1_loss``, ``score_quantiles``,
+    ``dominant_difference`` (per class ``{"epoch": t, "share": ...}``: difference ``t`` is
+    snapshot ``t - 1 -> t``, epoch ``t`` with CLDCallback's snapshots), ``dominant_epoch`` (the
+    ``t`` most classes peak at), ``dominant_difference_share_median``,
+    ``spearman_with_epoch1_loss``, ``spearman_with_dominant_difference``, ``score_quantiles``,
     ``score_quantiles_by_class``, ``drop_multiplier``, ``suspected_noise`` (one entry per
     fraction: ``fraction``, ``budgets``, ``dropped`` per class, ``total``, ``share``) and
     ``advice`` (str).
@@ -186,17 +202,21 @@ def diagnose(store=None, *, train_losses=None, train_labels=None, query_losses=N
     qcodes = np.searchsorted(classes, qlab)
     traj, counts, global_traj = class_query_trajectories(ql, qcodes, len(classes))
     rose = (np.asarray(ql[:, -1], dtype=np.float64) > np.asarray(ql[:, 0], dtype=np.float64))
-    first_share, raw_share, noise_by_class, quant_by_class = {}, {}, {}, {}
+    first_share, raw_share, dominant, noise_by_class, quant_by_class = {}, {}, {}, {}, {}
     for code, c in enumerate(classes.tolist()):
         in_query = qcodes == code
-        first_share[c] = _first_share(traj[code]) if counts[code] else None
+        shares = _shares(traj[code]) if counts[code] else None
+        first_share[c] = None if shares is None else float(shares[0])
         raw_share[c] = _first_share(traj[code], centre=False) if counts[code] else None
+        dominant[c] = (None if shares is None else
+                       {"epoch": int(np.argmax(shares)) + 1, "share": float(shares.max())})
         noise_by_class[c] = float(rose[in_query].mean()) if counts[code] else None
         in_train = tlab == c
         if in_train.any():
             quant_by_class[c] = _quantiles(sc[in_train])
-    defined = [v for v in first_share.values() if v is not None]
-    defined_raw = [v for v in raw_share.values() if v is not None]
+    epochs = [v["epoch"] for v in dominant.values() if v is not None]
+    # the epoch most classes peak at (ties: the earlier one)
+    dominant_epoch = int(np.bincount(epochs).argmax()) if epochs else None
 
     cuts = []
     for fraction in fractions:
@@ -217,13 +237,20 @@ def diagnose(store=None, *, train_losses=None, train_labels=None, query_losses=N
         "noise_rate": q_hat,
         "noise_rate_by_class": noise_by_class,
         "first_difference_share": first_share,
-        "first_difference_share_median": float(np.median(defined)) if defined else None,
+        "first_difference_share_median": _median(first_share.values()),
         "first_difference_share_max": (s - 2) / (s - 1),
         "first_difference_share_all": _first_share(global_traj),
         "first_difference_raw_share": raw_share,
-        "first_difference_raw_share_median": (float(np.median(defined_raw)) if defined_raw
-                                              else None),
+        "first_difference_raw_share_median": _median(raw_share.values()),
+        "dominant_difference": dominant,
+        "dominant_epoch": dominant_epoch,
+        "dominant_difference_share_median": _median(
+            v["share"] if v is not None else None for v in dominant.values()),
         "spearman_with_epoch1_loss": _spearman(sc, np.asarray(tl[:, 1], dtype=np.float64)),
+        "spearman_with_dominant_difference": (
+            None if dominant_epoch is None else
+            _spearman(sc, np.asarray(tl[:, dominant_epoch], dtype=np.float64)
+                      - np.asarray(tl[:, dominant_epoch - 1], dtype=np.float64))),
         "score_quantiles": _quantiles(sc),
         "score_quantiles_by_class": quant_by_class,
         "drop_multiplier": drop_multiplier,
@@ -256,38 +283,53 @@ def _advice(d: dict) -> str:
             f"q_hat = {q:.2f}: the query set looks clean (or it is a curated clean set, and "
             f"then q_hat says nothing about the training labels); noise_adaptive drops only the "
             f"{100 * drop:.0f}% lowest-CLD samples of each class and is close to random.")
-    share = d["first_difference_share_median"]
+    epoch = d["dominant_epoch"]
+    first = epoch == 1
+    share = d["first_difference_share_median"] if first else d["dominant_difference_share_median"]
     top = d["first_difference_share_max"]
-    rel = None if share is None or top <= 0 else share / top
-    rho = d["spearman_with_epoch1_loss"]
-    rho_text = "" if rho is None else f" (Spearman {rho:+.2f} with the loss after epoch 1)"
+    rho = d["spearman_with_dominant_difference"]
+    which = "first loss difference" if first else f"loss difference of epoch {epoch}"
     carried = (None if share is None else
-               f"the first loss difference carries {100 * share:.0f}% of the variance of the "
-               f"class query trajectory (median over classes; at most {100 * top:.0f}% with "
+               f"the {which} carries {100 * share:.0f}% of the variance of the class query "
+               f"trajectory (median over classes; at most {100 * top:.0f}% with "
                f"{d['num_snapshots'] - 1} differences)")
+    rho_text = ("" if rho is None else
+                f" (Spearman {rho:+.2f} with the training loss difference of epoch {epoch})")
+    learned = "first" if first else f"by epoch {epoch}"
+    ranks = rho is not None and rho <= _RANKS_BY_EPOCH
+    leans = rho is not None and rho <= _LEANS_TO_EPOCH
     if d["num_snapshots"] <= 3:
         sentences.append(
             f"With {d['num_snapshots'] - 1} loss difference(s) every CLD score is -1, 0 or +1 and "
             f"the first difference's share says nothing: record more epochs.")
-    elif rel is None:
+    elif share is None:
         sentences.append("The class query trajectories are flat: every CLD score is 0.")
-    elif rel >= _FIRST_DOMINATES:
+    elif ranks and q >= _NOISY:
         sentences.append(
             f"{carried[0].upper()}{carried[1:]}: CLD mostly measures how much a sample's loss "
-            f"fell in epoch 1{rho_text}, so CLD top-k keeps the samples learned first, the most "
-            f"typical ones, and covers the class worst; on clean data random or noise_adaptive "
-            f"cover the classes better.")
-    elif rel >= _FIRST_WEIGHTED:
+            f"fell in epoch {epoch}{rho_text}; a flipped label's loss does not fall.")
+    elif ranks:
+        sentences.append(
+            f"{carried[0].upper()}{carried[1:]}: CLD mostly measures how much a sample's loss "
+            f"fell in epoch {epoch}{rho_text}, so CLD top-k keeps the samples learned {learned}, "
+            f"the most typical ones, and covers the class worst; on clean data random or "
+            f"noise_adaptive cover the classes better.")
+    elif leans and q >= _NOISY:
         sentences.append(
             f"{carried[0].upper()}{carried[1:]}: CLD leans towards the samples learned "
-            f"early{rho_text}.")
+            f"{learned}{rho_text}; a flipped label's loss does not fall.")
+    elif leans:
+        sentences.append(
+            f"{carried[0].upper()}{carried[1:]}: CLD leans towards the samples learned "
+            f"{learned}{rho_text}, so CLD top-k favours the most typical samples; on clean data "
+            f"random or noise_adaptive may cover the classes better.")
     else:
         sentences.append(
             f"The query trajectory is spread over the epochs ({carried}): CLD ranks by the "
             f"whole trajectory.")
     if q >= _NOISY:
         sentences.append("Prefer noise_adaptive or top over random.")
-    elif rel is not None and rel >= _FIRST_DOMINATES and d["num_snapshots"] > 3:
+    elif leans and d["num_snapshots"] > 3:
         sentences.append("Prefer noise_adaptive (or random) over top.")
     return " ".join(sentences)
 
@@ -325,8 +367,18 @@ def format_diagnosis(d: dict, *, width: int = 100) -> str:
             f"{max(shares):.2f}; at most {d['first_difference_share_max']:.2f}); all query "
             f"samples {_fmt(d['first_difference_share_all'])}; not centred "
             f"{_fmt(d['first_difference_raw_share_median'])}")
+    dominant = [v for v in d["dominant_difference"].values() if v is not None]
+    if dominant:
+        peaks = np.bincount([v["epoch"] for v in dominant])
+        per_epoch = ", ".join(f"epoch {t}: {n}" for t, n in enumerate(peaks) if n)
+        lines.append(
+            f"largest loss difference of the class query trajectories: {per_epoch} "
+            f"class(es); its share median {d['dominant_difference_share_median']:.2f}")
     lines.append(f"Spearman(CLD score, training loss after epoch 1): "
-                 f"{_fmt(d['spearman_with_epoch1_loss'], '+.2f')}")
+                 f"{_fmt(d['spearman_with_epoch1_loss'], '+.2f')}"
+                 + ("" if d["dominant_epoch"] is None else
+                    f"; with the loss difference of epoch {d['dominant_epoch']}: "
+                    f"{_fmt(d['spearman_with_dominant_difference'], '+.2f')}"))
     quant = "  ".join(f"{k} {_fmt(v, '+.3f')}" for k, v in d["score_quantiles"].items())
     lines.append(f"CLD scores: {quant}")
     lines.append(f"noise cut of noise_adaptive / coverage (drop_multiplier "

@@ -121,12 +121,42 @@ def test_advice_on_a_noisy_run_recommends_the_noise_cut():
     assert "Prefer noise_adaptive or top over random." in d["advice"]
 
 
-def test_advice_on_a_clean_run_dominated_by_epoch_1_warns_about_top_k():
-    d = _diagnose_run(noise=0.0, seed=6)
+def _epoch_run(epoch, n=60, q=20, snapshots=10, seed=0):
+    """Clean losses that fall by 0.2 to 2.2 in ``epoch`` and drift (std 0.05) otherwise."""
+    rng = np.random.default_rng(seed)
+
+    def losses(m):
+        d = rng.normal(loc=-0.01, scale=0.05, size=(m, snapshots - 1))
+        d[:, epoch - 1] = -rng.uniform(0.2, 2.2, size=m)
+        return 2.3 + np.concatenate([np.zeros((m, 1)), np.cumsum(d, axis=1)], axis=1)
+
+    return dict(train_losses=losses(n), train_labels=np.arange(n) % 2, query_losses=losses(q),
+                query_labels=np.arange(q) % 2)
+
+
+@pytest.mark.parametrize("epoch, learned", [(1, "learned first"), (3, "learned by epoch 3")])
+def test_advice_on_a_clean_run_dominated_by_one_epoch_warns_about_top_k(epoch, learned):
+    d = diagnose(**_epoch_run(epoch))
     assert d["noise_rate"] == 0.0
+    assert d["dominant_epoch"] == epoch
+    assert d["spearman_with_dominant_difference"] < -0.7
     assert "the query set looks clean" in d["advice"]
-    assert "keeps the samples learned first" in d["advice"]
+    assert f"CLD mostly measures how much a sample's loss fell in epoch {epoch}" in d["advice"]
+    assert f"keeps the samples {learned}" in d["advice"]
     assert "Prefer noise_adaptive (or random) over top." in d["advice"]
+
+
+def test_dominant_difference_is_the_largest_share_of_each_class():
+    query = np.array([[2.3, 2.2, 1.0, 0.9, 0.8, 0.8],    # class 0: epoch 2
+                      [2.3, 0.3, 0.3, 0.2, 0.2, 0.2]])   # class 1: epoch 1
+    d = diagnose(train_losses=query, train_labels=[0, 1], query_losses=query,
+                 query_labels=[0, 1], fractions=[0.5])
+    assert d["dominant_difference"][0]["epoch"] == 2
+    assert d["dominant_difference"][1]["epoch"] == 1
+    centred = np.diff(query[0]) - np.diff(query[0]).mean()
+    assert d["dominant_difference"][0]["share"] == pytest.approx(centred[1] ** 2
+                                                                 / (centred @ centred))
+    assert d["dominant_epoch"] == 1  # a tie of one class each goes to the earlier epoch
 
 
 def test_advice_on_a_trajectory_spread_over_the_epochs():
