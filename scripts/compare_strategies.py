@@ -188,9 +188,15 @@ def _read_setting(setting_dir: Path) -> tuple[dict | None, list[dict]]:
 
 
 def write_report(out: Path, meta: dict) -> str:
+    from cld_hf.diagnosis import diagnose, format_diagnosis
+
     settings, runs = [], []
+    fractions = meta.get("arguments", {}).get("fractions", [0.1, 0.3])
     for setting_dir in sorted(p for p in out.iterdir() if (p / "setting.json").is_file()):
         info, setting_runs = _read_setting(setting_dir)
+        if (setting_dir / "trajectories").is_dir():  # with the diagnosis code of this checkout
+            info["diagnosis"] = diagnose(setting_dir / "trajectories", fractions=fractions)
+            info["diagnosis_text"] = format_diagnosis(info["diagnosis"])
         settings.append(info)
         runs += setting_runs
     order = {s["setting"]: i for i, s in enumerate(settings)}
