@@ -422,10 +422,25 @@ def _allocate(sizes: np.ndarray, k: int) -> np.ndarray:
     return alloc
 
 
+def _systematic(sizes: np.ndarray, k: int, rng: np.random.Generator) -> np.ndarray:
+    """``k`` picks over clusters by systematic sampling: each gets floor or ceil of its share.
+
+    The clusters are laid end to end (sizes ``s_j``, total ``n``) and ``k`` points are put at
+    ``(u + i) * n / k``, ``u`` uniform in [0, 1): cluster ``j`` gets the points that fall in
+    it, ``floor`` or ``ceil`` of ``k * s_j / n``, and every sample is kept with probability
+    ``k / n`` exactly, as in a uniform draw. Needs ``k <= n``.
+    """
+    n = int(sizes.sum())
+    points = (rng.random() + np.arange(k)) * (n / k)
+    block = np.searchsorted(np.cumsum(sizes), points, side="right")
+    return np.bincount(np.minimum(block, len(sizes) - 1), minlength=len(sizes)).astype(np.int64)
+
+
 def select_coverage(scores, labels, *, budgets: dict, embeddings, query_losses=None,
                     noise_rate: float | None = None, drop_multiplier: float = 2.0,
-                    n_clusters: int | None = None, within: str = "random",
-                    normalize: bool = True, max_iter: int = 50, seed: int = 0) -> np.ndarray:
+                    n_clusters: int | None = None, allocation: str = "one_per_cluster",
+                    within: str = "random", normalize: bool = True, max_iter: int = 50,
+                    seed: int = 0) -> np.ndarray:
     """Noise cut, then ``k_c`` samples spread over the proxy's feature space (k-means strata).
 
     Design. Top-k CLD keeps the samples learned first, the centre of each class, and covers the
@@ -439,11 +454,16 @@ def select_coverage(scores, labels, *, budgets: dict, embeddings, query_losses=N
     2. **Strata.** Cluster the remaining samples of the class by k-means on the proxy's
        penultimate features (L2-normalised, so cosine geometry), ``n_clusters`` clusters
        (default ``k_c``, at most ``k_c``).
-    3. **Allocation.** Every cluster gets one sample; the other ``k_c - #clusters`` go to the
-       clusters in proportion to their size (largest remainder). With the default one cluster
-       per budgeted sample, this is one sample per cluster: stratified sampling with the finest
-       strata, so no mode of the class is left out and no region is drawn twice, while dense
-       regions still get more samples (their clusters are smaller).
+    3. **Allocation.** ``allocation="one_per_cluster"``: every cluster gets one sample, the
+       other ``k_c - #clusters`` go to the clusters in proportion to their size (largest
+       remainder); with the default one cluster per budgeted sample, exactly one sample per
+       cluster, so no mode of the class is left out and no region is drawn twice (dense regions
+       still get more samples: their clusters are smaller), but sparse regions, outliers and
+       the flipped labels the noise cut missed among them, are over-sampled.
+       ``allocation="proportional"``: systematic sampling over the clusters, each gets
+       ``floor`` or ``ceil`` of ``k_c * size / n_pool``, so every remaining sample is kept with
+       probability ``k_c / n_pool`` exactly, as in the uniform draw of ``"noise_adaptive"``,
+       while the number of samples per region no longer varies from draw to draw.
     4. **Within a cluster**, ``within="random"`` draws uniformly (the uniform keys of
        :func:`~cld_hf.selection.select_random_per_class` for ``seed``); ``within="cld"`` takes
        the highest CLD score.
@@ -466,6 +486,8 @@ def select_coverage(scores, labels, *, budgets: dict, embeddings, query_losses=N
         See :func:`suspected_noise`.
     n_clusters : int, optional
         Clusters per class (capped at ``k_c`` and at the samples left); ``None`` means ``k_c``.
+    allocation : {"one_per_cluster", "proportional"}, default "one_per_cluster"
+        How the budget is shared over the clusters (step 3).
     within : {"random", "cld"}, default "random"
         How a cluster's samples are chosen.
     normalize : bool, default True
@@ -514,6 +536,7 @@ def select_coverage(scores, labels, *, budgets: dict, embeddings, query_losses=N
         "The features cannot be clustered: find why the proxy produced non-finite features and "
         "record them again."))
     check_choice("within", within, ("random", "cld"))
+    check_choice("allocation", allocation, ("one_per_cluster", "proportional"))
     normalize = check_bool("normalize", normalize)
     if n_clusters is not None:
         n_clusters = check_int("n_clusters", n_clusters, min_val=1)
@@ -540,7 +563,10 @@ def select_coverage(scores, labels, *, budgets: dict, embeddings, query_losses=N
         rng = np.random.default_rng([seed, code])
         assign = _kmeans(x[pool], m, rng, max_iter)
         sizes = np.bincount(assign, minlength=m)
-        alloc = _allocate(sizes, int(k))
+        if allocation == "proportional":
+            alloc = _systematic(sizes, int(k), rng)
+        else:
+            alloc = _allocate(sizes, int(k))
         for j in np.flatnonzero(alloc):
             chosen.append(_top_by(keys, pool[assign == j], int(alloc[j])))
     if not chosen:

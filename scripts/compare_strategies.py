@@ -44,6 +44,9 @@ logger = logging.getLogger("compare_strategies")
 
 TARGET_EPOCHS = {"digits": 20, "mnist1d": 12}
 STRATEGIES = ("top", "noise_adaptive", "coverage", "random")
+# Named variants: strategy name -> (registered strategy, options).
+VARIANTS = {"coverage_proportional": ("coverage", {"allocation": "proportional"}),
+            "coverage_cld": ("coverage", {"within": "cld"})}
 NOISE_COLUMN = "label_is_noisy"
 
 
@@ -57,8 +60,9 @@ def make_parser(prog: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--fractions", nargs="+", type=float, default=[0.1, 0.3])
     p.add_argument("--seeds", type=int, default=5, help="target runs per coreset (seeds 0..n-1)")
     p.add_argument("--strategies", nargs="+", default=list(STRATEGIES),
-                   help="names of cld_hf.strategies.STRATEGIES, plus 'top_query_spread' (top-k "
-                        "of cld_scores(..., normalize='query_spread')) where that exists")
+                   help="names of cld_hf.strategies.STRATEGIES, the variants "
+                        f"{sorted(VARIANTS)}, and 'top_query_spread' (top-k of "
+                        "cld_scores(..., normalize='query_spread')) where that exists")
     p.add_argument("--proxy_epochs", type=int, default=15)
     p.add_argument("--digits_target_epochs", type=int, default=TARGET_EPOCHS["digits"])
     p.add_argument("--mnist1d_target_epochs", type=int, default=TARGET_EPOCHS["mnist1d"])
@@ -277,9 +281,9 @@ def main(argv: list[str] | None = None) -> int:
             logger.warning("cld_scores has no normalize= option in this checkout: "
                            "top_query_spread skipped.")
             continue
-        if name != "top_query_spread" and name not in REGISTRY:
-            raise SystemExit(f"--strategies: {name!r} is not one of {list(REGISTRY)} "
-                             f"or 'top_query_spread'.")
+        if name != "top_query_spread" and name not in REGISTRY and name not in VARIANTS:
+            raise SystemExit(f"--strategies: {name!r} is not one of {list(REGISTRY)}, "
+                             f"{sorted(VARIANTS)} or 'top_query_spread'.")
         strategies.append(name)
     if args.threads is not None:
         torch.set_num_threads(args.threads)
@@ -370,9 +374,10 @@ def main(argv: list[str] | None = None) -> int:
                             if strategy == "top_query_spread":
                                 idx = select_top_per_class(spread, labels, budgets=budgets)
                             else:
+                                name, options = VARIANTS.get(strategy, (strategy, {}))
                                 idx = select_with_strategy(
-                                    scores, labels, budgets=budgets, strategy=strategy,
-                                    seed=seed, query_losses=query_losses, embeddings=embeddings)
+                                    scores, labels, budgets=budgets, strategy=name, seed=seed,
+                                    query_losses=query_losses, embeddings=embeddings, **options)
                             select_s = time.perf_counter() - t1
                             _, acc = train_and_evaluate(
                                 make_model(1000 + seed), train_ds.select(idx), test,

@@ -210,6 +210,32 @@ def test_coverage_shares_the_rest_by_cluster_size():
     assert counts in ([3, 2, 2, 1], [3, 2, 1, 2])
 
 
+def test_coverage_proportional_gives_each_cluster_floor_or_ceil_of_its_share():
+    # blobs of 12, 6, 3, 3 samples, a budget of 8: shares 4, 2, 1, 1 exactly
+    x, labels, blob = _blobs(per_blob=(12, 6, 3, 3), classes=1)
+    for seed in range(10):
+        idx = select_coverage(np.zeros(len(labels)), labels, budgets={0: 8}, embeddings=x,
+                              noise_rate=0.0, n_clusters=4, allocation="proportional", seed=seed)
+        assert np.bincount(blob[idx], minlength=4).tolist() == [4, 2, 1, 1]
+    # a budget of 5: shares 2.5, 1.25, 0.625, 0.625
+    for seed in range(10):
+        idx = select_coverage(np.zeros(len(labels)), labels, budgets={0: 5}, embeddings=x,
+                              noise_rate=0.0, n_clusters=4, allocation="proportional", seed=seed)
+        counts = np.bincount(blob[idx], minlength=4)
+        assert counts.sum() == 5
+        assert all(np.floor(q) <= c <= np.ceil(q) for c, q in zip(counts, [2.5, 1.25, .625, .625]))
+
+
+def test_coverage_proportional_keeps_every_sample_with_probability_k_over_n():
+    x, labels, blob = _blobs(per_blob=(10, 5, 3, 2), classes=1)
+    hits = np.zeros(len(labels))
+    draws = 400
+    for seed in range(draws):
+        hits[select_coverage(np.zeros(len(labels)), labels, budgets={0: 4}, embeddings=x,
+                             noise_rate=0.0, allocation="proportional", seed=seed)] += 1
+    assert np.abs(hits / draws - 4 / 20).max() < 0.08  # 4 binomial std at p = 0.2, n = 400
+
+
 def test_allocate_one_per_cluster_then_largest_remainder():
     # room 4, 0, 0, 2 for 2 extra picks: quotas 1.33, 0, 0, 0.67 -> 1, 0, 0, 0 + 1 to cluster 3
     assert _allocate(np.array([5, 1, 0, 3]), 5).tolist() == [2, 1, 0, 2]
@@ -249,6 +275,7 @@ def test_coverage_meets_the_budget_on_coinciding_features():
     ({"embeddings": np.ones(6)}, ValueError, r"2-D array \(N, D\)"),
     ({"embeddings": np.full((6, 2), np.nan)}, ValueError, "NaN or inf"),
     ({"within": "centre"}, ValueError, "within == 'centre', must be one of"),
+    ({"allocation": "equal"}, ValueError, "allocation == 'equal', must be one of"),
     ({"n_clusters": 0}, ValueError, "n_clusters == 0, must be >= 1"),
     ({"normalize": 1}, TypeError, "normalize must be True or False"),
     ({"noise_rate": None}, ValueError, "pass query_losses="),
@@ -271,25 +298,30 @@ def _inputs(seed):
     return scores, labels, emb, query
 
 
-@pytest.mark.parametrize("strategy", list(STRATEGIES))
+_VARIANTS = [(name, {}) for name in STRATEGIES] + [
+    ("coverage", {"allocation": "proportional"}), ("coverage", {"within": "cld"}),
+    ("coverage", {"n_clusters": 3})]
+
+
+@pytest.mark.parametrize("strategy, options", _VARIANTS)
 @pytest.mark.parametrize("fraction", [0.05, 0.3, 0.7, 1.0])
-def test_every_strategy_meets_the_budgets_exactly(strategy, fraction):
+def test_every_strategy_meets_the_budgets_exactly(strategy, options, fraction):
     scores, labels, emb, query = _inputs(0)
     for balance in ("equal", "proportional"):
         budgets = class_budgets(labels, fraction=fraction, balance=balance)
         idx = select_with_strategy(scores, labels, budgets=budgets, strategy=strategy,
-                                   query_losses=query, embeddings=emb)
+                                   query_losses=query, embeddings=emb, **options)
         assert idx.dtype == np.int64
         assert idx.tolist() == sorted(set(idx.tolist()))
         assert _per_class(idx, labels) == [budgets[c] for c in range(3)]
 
 
-@pytest.mark.parametrize("strategy", list(STRATEGIES))
-def test_every_strategy_is_reproducible_for_a_seed(strategy):
+@pytest.mark.parametrize("strategy, options", _VARIANTS)
+def test_every_strategy_is_reproducible_for_a_seed(strategy, options):
     scores, labels, emb, query = _inputs(3)
     budgets = class_budgets(labels, fraction=0.3)
     runs = [select_with_strategy(scores, labels, budgets=budgets, strategy=strategy, seed=s,
-                                 query_losses=query, embeddings=emb).tolist()
+                                 query_losses=query, embeddings=emb, **options).tolist()
             for s in (7, 7, 8)]
     assert runs[0] == runs[1]
     if strategy != "top":
