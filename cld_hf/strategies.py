@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import inspect
 import logging
-import math
 from collections.abc import Callable
 
 import numpy as np
