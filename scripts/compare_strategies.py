@@ -95,8 +95,8 @@ def summarize(runs: list[dict]) -> list[dict]:
     ...         for m, accs in [("random", [0.5, 0.6]), ("top", [0.6, 0.6])]
     ...         for k, a in enumerate(accs)]
     >>> row = [r for r in summarize(runs) if r["strategy"] == "top"][0]
-    >>> row["accuracy"], row["vs_random"], row["wins_vs_random"]
-    ((60.0, 0.0), (5.0, 7.0710678118654755), '1/2')
+    >>> [round(v, 2) for v in (*row["vs_random"], row["se_vs_random"])], row["wins_vs_random"]
+    ([5.0, 7.07, 5.0], '1/2')
     """
     out = []
     keys = list(dict.fromkeys((r["setting"], r["fraction"], r["strategy"]) for r in runs))
@@ -114,10 +114,12 @@ def summarize(runs: list[dict]) -> list[dict]:
             paired = [s for s in seeds if (setting, fraction, other, s) in index]
             if other == strategy or not paired:
                 row[f"vs_{other}"], row[f"wins_vs_{other}"] = None, None
+                row[f"se_vs_{other}"] = None
                 continue
             diff = [100 * (mine[s]["accuracy"] - index[(setting, fraction, other, s)]["accuracy"])
                     for s in paired]
             row[f"vs_{other}"] = _mean_std(diff)
+            row[f"se_vs_{other}"] = float(row[f"vs_{other}"][1] / np.sqrt(len(diff)))
             row[f"wins_vs_{other}"] = f"{sum(d > 0 for d in diff)}/{len(diff)}"
         out.append(row)
     return out
@@ -132,14 +134,16 @@ def _pm(value, signed=False) -> str:
 
 def markdown_table(rows: list[dict]) -> str:
     lines = ["| setting | fraction | strategy | seeds | accuracy (%) | Δ vs random (paired) | "
-             "wins vs random | Δ vs top (paired) | flipped labels in coreset (%) |",
-             "|---|---|---|---|---|---|---|---|---|"]
+             "se | wins vs random | Δ vs top (paired) | se | flipped labels in coreset (%) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         flipped = "-" if r["flipped_share"] is None else f"{r['flipped_share']:.1f}"
+        se_r = "-" if r["se_vs_random"] is None else f"{r['se_vs_random']:.2f}"
+        se_t = "-" if r["se_vs_top"] is None else f"{r['se_vs_top']:.2f}"
         lines.append(
             f"| {r['setting']} | {100 * r['fraction']:g}% | {r['strategy']} | {r['seeds']} | "
-            f"{_pm(r['accuracy'])} | {_pm(r['vs_random'], True)} | "
-            f"{r['wins_vs_random'] or '-'} | {_pm(r['vs_top'], True)} | {flipped} |")
+            f"{_pm(r['accuracy'])} | {_pm(r['vs_random'], True)} | {se_r} | "
+            f"{r['wins_vs_random'] or '-'} | {_pm(r['vs_top'], True)} | {se_t} | {flipped} |")
     return "\n".join(lines)
 
 
@@ -216,7 +220,8 @@ def write_report(out: Path, meta: dict) -> str:
              f"Command: `{meta.get('command', '?')}`\n",
              "Accuracy in %, mean ± std (ddof=1) over seeds; Δ: the paired difference of the "
              "accuracy to random (or to top-k) on the same seed (same target initialisation and "
-             "data order), mean ± std over seeds; wins: seeds on which the strategy beat random.\n",
+             "data order), mean ± std over seeds, and its standard error (std / sqrt(seeds)); "
+             "wins: seeds on which the strategy beat random.\n",
              table, "\n## Proxy runs\n"]
     for s in settings:
         parts.append(f"### {s['setting']}\n\nProxy test accuracy {100 * s['proxy_accuracy']:.2f}%"
