@@ -58,7 +58,10 @@ def make_parser(prog: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--noise", nargs="+", type=float, default=[0.0, 0.2],
                    help="shares of flipped training labels, one setting each")
     p.add_argument("--fractions", nargs="+", type=float, default=[0.1, 0.3])
-    p.add_argument("--seeds", type=int, default=5, help="target runs per coreset (seeds 0..n-1)")
+    p.add_argument("--seeds", type=int, default=5, help="target runs per coreset")
+    p.add_argument("--first_seed", type=int, default=0,
+                   help="seeds first_seed .. first_seed + seeds - 1 (fresh seeds for a "
+                        "confirmation run)")
     p.add_argument("--strategies", nargs="+", default=list(STRATEGIES),
                    help="names of cld_hf.strategies.STRATEGIES, the variants "
                         f"{sorted(VARIANTS)}, and 'top_query_spread' (top-k of "
@@ -213,11 +216,13 @@ def write_report(out: Path, meta: dict) -> str:
                              strategy_order.get(r["strategy"], 99), r["seed"]))
     rows = summarize(runs)
     table = markdown_table(rows)
-    parts = [f"# Selection strategies on clean and noisy built-in data\n",
-             f"Measured {meta.get('date', '?')} on {meta.get('machine', '?')}; load average at "
-             f"start {meta.get('load_start', '?')}, at end {meta.get('load_end', '?')}; "
-             f"{meta.get('seconds', 0) / 60:.0f} min.\n",
-             f"Command: `{meta.get('command', '?')}`\n",
+    runs_of = "\n".join(
+        f"- `{inv['command']}`: {inv['date']}, {inv['machine']}, load average (1, 5, 15 min) "
+        f"{inv['load_start']} at start, {inv.get('load_end', '?')} at end, "
+        f"{inv.get('minutes', '?')} min" for inv in meta.get("invocations", []))
+    parts = ["# Selection strategies on clean and noisy built-in data\n",
+             "Measured by (each invocation adds the runs missing in the output folder):\n",
+             runs_of + "\n",
              "Accuracy in %, mean ± std (ddof=1) over seeds; Δ: the paired difference of the "
              "accuracy to random (or to top-k) on the same seed (same target initialisation and "
              "data order), mean ± std over seeds, and its standard error (std / sqrt(seeds)); "
@@ -294,16 +299,17 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     started = time.perf_counter()
     meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {}
-    meta.update({
-        "date": meta.get("date") or datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "machine": f"{platform.node()}, {os.cpu_count()} CPU cores, torch "
-                   f"{torch.__version__}, {torch.get_num_threads()} torch thread(s)",
-        "load_start": meta.get("load_start") or _load_avg(),
+    invocation = {
         "command": " ".join(["python scripts/compare_strategies.py",
                              *(sys.argv[1:] if argv is None else argv)]),
-        "strategies": strategies,
-        "arguments": vars(args),
-    })
+        "date": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+        "machine": f"{platform.node()}, {os.cpu_count()} CPU cores, torch "
+                   f"{torch.__version__}, {torch.get_num_threads()} torch thread(s)",
+        "load_start": _load_avg(),
+    }
+    meta.setdefault("invocations", []).append(invocation)
+    meta.update({"strategies": list(dict.fromkeys([*meta.get("strategies", []), *strategies])),
+                 "arguments": vars(args)})
     meta_path.write_text(json.dumps(meta, indent=1))
     epochs_of = {"digits": args.digits_target_epochs, "mnist1d": args.mnist1d_target_epochs}
 
@@ -371,7 +377,7 @@ def main(argv: list[str] | None = None) -> int:
             with open(sdir / "runs.jsonl", "a") as log:
                 for fraction in args.fractions:
                     budgets = class_budgets(labels, fraction=fraction)
-                    for seed in range(args.seeds):
+                    for seed in range(args.first_seed, args.first_seed + args.seeds):
                         for strategy in strategies:
                             if (fraction, strategy, seed) in done_keys:
                                 continue
@@ -403,9 +409,9 @@ def main(argv: list[str] | None = None) -> int:
                                         strategy, seed, acc, row["seconds"])
             shutil.rmtree(sdir / "tmp", ignore_errors=True)
 
-    meta = json.loads(meta_path.read_text())
-    meta["load_end"] = _load_avg()
-    meta["seconds"] = meta.get("seconds", 0.0) + time.perf_counter() - started
+    invocation["load_end"] = _load_avg()
+    invocation["minutes"] = round((time.perf_counter() - started) / 60, 1)
+    meta["invocations"][-1] = invocation
     meta_path.write_text(json.dumps(meta, indent=1))
     print(write_report(out, meta))
     print(f"\n{(time.perf_counter() - started) / 60:.1f} min; outputs in {out}")
