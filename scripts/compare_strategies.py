@@ -44,8 +44,11 @@ logger = logging.getLogger("compare_strategies")
 
 TARGET_EPOCHS = {"digits": 20, "mnist1d": 12}
 STRATEGIES = ("top", "noise_adaptive", "coverage", "random")
-# Named variants: strategy name -> (registered strategy, options).
-VARIANTS = {"coverage_proportional": ("coverage", {"allocation": "proportional"}),
+# Named variants: strategy name -> (registered strategy, options). "coverage" is
+# allocation="proportional" (its default since the first measurement, which ran
+# "one_per_cluster", then the default, under the name "coverage_one_per_cluster").
+VARIANTS = {"coverage_one_per_cluster": ("coverage", {"allocation": "one_per_cluster"}),
+            "coverage_proportional": ("coverage", {"allocation": "proportional"}),
             "coverage_cld": ("coverage", {"within": "cld"})}
 NOISE_COLUMN = "label_is_noisy"
 

@@ -191,21 +191,35 @@ def test_noise_adaptive_keeps_the_random_draws_above_the_cut(seed):
 # -------------------------------------------------------------------------------- coverage
 
 
+@pytest.mark.parametrize("allocation", ["proportional", "one_per_cluster"])
 @pytest.mark.parametrize("seed", range(5))
-def test_coverage_picks_one_sample_from_every_well_separated_cluster(seed):
+def test_coverage_picks_one_sample_from_every_well_separated_cluster(seed, allocation):
     x, labels, blob = _blobs(seed=seed)
     scores = np.zeros(len(labels))
     idx = select_coverage(scores, labels, budgets={0: 4, 1: 4}, embeddings=x, noise_rate=0.0,
-                          seed=seed)
+                          allocation=allocation, seed=seed)
     assert sorted(blob[idx].tolist()) == list(range(8))
 
 
-def test_coverage_shares_the_rest_by_cluster_size():
+def test_coverage_one_per_cluster_covers_small_clusters_proportional_does_not_oversample():
+    # blobs of 12, 6, 3, 3 samples and a budget of 4 = the number of blobs
+    x, labels, blob = _blobs(per_blob=(12, 6, 3, 3), classes=1)
+    one = [np.bincount(blob[select_coverage(np.zeros(24), labels, budgets={0: 4}, embeddings=x,
+                                            noise_rate=0.0, allocation="one_per_cluster",
+                                            seed=s)], minlength=4).tolist() for s in range(5)]
+    assert one == [[1, 1, 1, 1]] * 5
+    prop = [np.bincount(blob[select_coverage(np.zeros(24), labels, budgets={0: 4}, embeddings=x,
+                                             noise_rate=0.0, seed=s)], minlength=4)
+            for s in range(20)]
+    assert all(p[0] == 2 and p[1] == 1 and p[2] + p[3] == 1 for p in prop)  # shares 2, 1, .5, .5
+
+
+def test_coverage_one_per_cluster_shares_the_rest_by_cluster_size():
     # blobs of 12, 6, 3, 3 samples; 4 clusters; a budget of 8: one each, then 4 in proportion
     # to the room 11, 5, 2, 2 -> quotas 2.2, 1.0, 0.4, 0.4 -> 2, 1, 0, 0 + 1 by largest remainder
     x, labels, blob = _blobs(per_blob=(12, 6, 3, 3), classes=1)
     idx = select_coverage(np.zeros(len(labels)), labels, budgets={0: 8}, embeddings=x,
-                          noise_rate=0.0, n_clusters=4)
+                          noise_rate=0.0, n_clusters=4, allocation="one_per_cluster")
     counts = np.bincount(blob[idx], minlength=4).tolist()
     assert counts in ([3, 2, 2, 1], [3, 2, 1, 2])
 
@@ -215,7 +229,7 @@ def test_coverage_proportional_gives_each_cluster_floor_or_ceil_of_its_share():
     x, labels, blob = _blobs(per_blob=(12, 6, 3, 3), classes=1)
     for seed in range(10):
         idx = select_coverage(np.zeros(len(labels)), labels, budgets={0: 8}, embeddings=x,
-                              noise_rate=0.0, n_clusters=4, allocation="proportional", seed=seed)
+                              noise_rate=0.0, n_clusters=4, seed=seed)
         assert np.bincount(blob[idx], minlength=4).tolist() == [4, 2, 1, 1]
     # a budget of 5: shares 2.5, 1.25, 0.625, 0.625
     for seed in range(10):
@@ -299,7 +313,7 @@ def _inputs(seed):
 
 
 _VARIANTS = [(name, {}) for name in STRATEGIES] + [
-    ("coverage", {"allocation": "proportional"}), ("coverage", {"within": "cld"}),
+    ("coverage", {"allocation": "one_per_cluster"}), ("coverage", {"within": "cld"}),
     ("coverage", {"n_clusters": 3})]
 
 
