@@ -325,10 +325,10 @@ def _advice(d: dict) -> str:
             f"random or noise_adaptive may cover the classes better.")
     else:
         sentences.append(
-            f"The query trajectory is spread over the epochs ({carried}): CLD ranks by the "
-            f"whole trajectory.")
+            f"The query trajectory is spread over the epochs: {carried}, and CLD ranks by the "
+            f"whole trajectory{rho_text}.")
     if q >= _NOISY:
-        sentences.append("Prefer noise_adaptive or top over random.")
+        sentences.append("Prefer noise_adaptive (or top) over random.")
     elif leans and d["num_snapshots"] > 3:
         sentences.append("Prefer noise_adaptive (or random) over top.")
     return " ".join(sentences)

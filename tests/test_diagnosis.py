@@ -118,7 +118,7 @@ def test_advice_on_a_noisy_run_recommends_the_noise_cut():
     d = _diagnose_run(noise=0.25, seed=5)
     assert d["noise_rate"] >= 0.1
     assert "the labels look noisy" in d["advice"]
-    assert "Prefer noise_adaptive or top over random." in d["advice"]
+    assert "Prefer noise_adaptive (or top) over random." in d["advice"]
 
 
 def _epoch_run(epoch, n=60, q=20, snapshots=10, seed=0):
