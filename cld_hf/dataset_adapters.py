@@ -18,7 +18,7 @@ import numpy as np
 
 from .columns import SCORE_COLUMN, TRAJECTORY_COLUMN, find_label_column
 from .identity import add_index_column, index_identity
-from .selection import Balance, select_top_per_class
+from .selection import Balance
 from .splits import stratified_split_indices
 
 __all__ = [
@@ -93,6 +93,11 @@ def select_coreset(
     score_column: str = SCORE_COLUMN,
     label_column: str | None = None,
     balance: Balance = "equal",
+    strategy: str = "top",
+    seed: int = 0,
+    query_losses=None,
+    embeddings=None,
+    **strategy_options,
 ):
     """The class-balanced coreset of a scored ``datasets.Dataset``, through ``Dataset.select``.
 
@@ -107,10 +112,19 @@ def select_coreset(
     dataset : datasets.Dataset
         With a score column and a label column.
     fraction, size, balance
-        See :func:`class_budgets`.
+        See :func:`~cld_hf.selection.class_budgets`.
     score_column : str, default "cld_score"
     label_column : str, optional
         Found as ``labels``, then ``label``, when not given.
+    strategy : str, default "top"
+        How each class's ``k_c`` samples are chosen (:data:`cld_hf.strategies.STRATEGIES`):
+        ``"top"`` is Algorithm 1 (the highest scores); ``"noise_adaptive"`` and ``"coverage"``
+        use the scores only to drop the suspected-noise tail (they need ``query_losses``, the
+        ``(Q, S)`` query trajectory, and ``"coverage"`` the ``embeddings`` of the rows).
+    seed : int, default 0
+        For the strategies that sample.
+    **strategy_options
+        Options of the strategy (e.g. ``drop_multiplier=2.0``).
 
     Returns
     -------
@@ -125,10 +139,16 @@ def select_coreset(
     >>> core["sample_index"][:], core["cld_score"][:]
     ([1, 2, 3, 5], [0.9, 0.5, 0.5, 0.8])
     """
+    from .selection import class_budgets
+    from .strategies import select_with_strategy
+
     label_column = find_label_column(dataset.column_names, label_column)
     scores = column_values(dataset, score_column)
     labels = column_values(dataset, label_column)
-    indices = select_top_per_class(scores, labels, fraction=fraction, size=size, balance=balance)
+    budgets = class_budgets(labels, fraction=fraction, size=size, balance=balance)
+    indices = select_with_strategy(scores, labels, budgets=budgets, strategy=strategy, seed=seed,
+                                   query_losses=query_losses, embeddings=embeddings,
+                                   **strategy_options)
     if index_identity(dataset) is None:
         dataset = add_index_column(dataset, label_column=label_column)
     return dataset.select(indices)

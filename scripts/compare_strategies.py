@@ -266,7 +266,7 @@ def main(argv: list[str] | None = None) -> int:
         print(write_report(out, meta))
         return 0
 
-    # Library imports, in one place: cld_hf.experiment / builtin / callback may move.
+    # Library and application imports, in one place.
     import inspect
 
     import torch
@@ -280,10 +280,11 @@ def main(argv: list[str] | None = None) -> int:
         select_top_per_class,
         stratified_query_split,
     )
-    from cld_hf.builtin import load_builtin_dataset, make_image_classifier
+    from cld_hf.app.builtin import load_builtin_dataset, make_image_classifier
     from cld_hf.callback import CLDCallback
     from cld_hf.diagnosis import diagnose, format_diagnosis
-    from cld_hf.experiment import apply_label_noise, train_and_evaluate
+    from cld_hf.app.data import apply_label_noise
+    from cld_hf.app.training import train_and_evaluate
     from cld_hf.strategies import STRATEGIES as REGISTRY
     from cld_hf.strategies import select_with_strategy
 

@@ -59,7 +59,8 @@ class RunArguments:
         "help": "per-class budgets: 'equal' (the paper's) or 'proportional'"})
     proxy_epochs: int = field(default=15, metadata={"help": "proxy training epochs"})
     methods: list[str] = field(default_factory=lambda: ["cld", "random"], metadata={
-        "help": "coreset methods to compare, each with the same class budgets: 'cld' and any of "
+        "help": "coreset methods to compare, each with the same class budgets: 'cld' (top-k), "
+                "'cld_noise_adaptive', 'cld_coverage' (cld_hf.strategies) and any of "
                 "random forgetting el2n aum ccs_aum dyn_unc dual dual_beta herding moderate "
                 "kcenter graphcut d2_pruning cal grand craig tdds (cld_hf.baselines.METHODS); the "
                 "proxy run records the signals they need in its loss sweeps"})

@@ -43,6 +43,7 @@ import numpy as np
 
 from ..baselines import METHODS, NOT_IMPLEMENTED, SIGNALS, select_baseline
 from ..selection import class_budgets, select_top_per_class
+from ..strategies import select_with_strategy
 from ..fileio import atomic_write_arrow
 
 logger = logging.getLogger(__name__)
@@ -63,8 +64,12 @@ __all__ = [
     "read_selections",
 ]
 
-METHOD_NAMES: tuple[str, ...] = ("cld", *METHODS)
-"""Every method :func:`select_coresets` knows: ``"cld"`` and the keys of
+CLD_STRATEGIES = {"cld": "top", "cld_noise_adaptive": "noise_adaptive",
+                  "cld_coverage": "coverage"}
+"""CLD with each selection strategy of :mod:`cld_hf.strategies` (``"cld"`` is Algorithm 1)."""
+
+METHOD_NAMES: tuple[str, ...] = (*CLD_STRATEGIES, *METHODS)
+"""Every method :func:`select_coresets` knows: the CLD strategies and the keys of
 :data:`cld_hf.baselines.METHODS`."""
 
 DEFAULT_METHODS: tuple[str, ...] = (
@@ -143,8 +148,8 @@ def check_methods(methods) -> list[str]:
 
 def _method_signals(name: str) -> tuple[str, ...]:
     """Signals a method reads, its difficulty method's included (``loss`` for CLD)."""
-    if name == "cld":
-        return ("loss",)
+    if name in CLD_STRATEGIES:
+        return ("loss", "embeddings") if name == "cld_coverage" else ("loss",)
     spec = METHODS[name]
     extra = METHODS[spec.difficulty].signals if spec.difficulty is not None else ()
     return tuple(dict.fromkeys((*spec.signals, *extra)))
@@ -177,7 +182,7 @@ def min_snapshots(methods, options: Mapping | None = None) -> int:
     options = options or {}
     need = 1
     for m in check_methods(methods):
-        if m == "cld":
+        if m in CLD_STRATEGIES:
             need = max(need, 3)
             continue
         window = dict(METHODS[m].defaults, **options.get(m, {})).get("window")
@@ -296,14 +301,18 @@ def select_coresets(
         raise ValueError(f"options names {unknown}, which are not in methods {names}.")
     if "cld" in options:
         raise ValueError("options['cld'] is not supported: CLD uses the store's own scoring.")
+    strategy_inputs = {}
     labels = np.asarray(store.train_labels)
     budgets = {f: class_budgets(labels, fraction=f, balance=balance) for f in fractions}
     signals = load_signals(store, names)
     out: list[Coreset] = []
     for method in tqdm(names, desc="Selecting coresets", unit="method", disable=not progress):
-        if method == "cld":
+        if method in CLD_STRATEGIES:
             start = time.perf_counter()
-            scores = store.scores()
+            if "scores" not in strategy_inputs:
+                strategy_inputs["scores"] = store.scores()
+                strategy_inputs["query_losses"] = store.query_losses()
+            scores = strategy_inputs["scores"]
             score_seconds = time.perf_counter() - start
         for f in fractions:
             fixed = None  # a deterministic method's coreset, reused across seeds
@@ -314,15 +323,20 @@ def select_coresets(
                 start = time.perf_counter()
                 if method == "cld":
                     idx = select_top_per_class(scores, labels, budgets=budgets[f])
+                elif method in CLD_STRATEGIES:
+                    idx = select_with_strategy(
+                        scores, labels, budgets=budgets[f], strategy=CLD_STRATEGIES[method],
+                        seed=seed, query_losses=strategy_inputs["query_losses"],
+                        embeddings=signals.get("embeddings"), **options.get(method, {}))
                 else:
                     idx = select_baseline(method, labels, budgets=budgets[f], signals=signals,
                                           seed=seed, **options.get(method, {}))
                 seconds = time.perf_counter() - start
-                if method == "cld" and f == fractions[0]:
+                if method in CLD_STRATEGIES and f == fractions[0]:
                     seconds += score_seconds
                 idx = np.asarray(idx, dtype=np.int64)
                 out.append(Coreset(method, f, seed, idx, seconds))
-                if method == "cld" or METHODS[method].kind == "score":
+                if method == "cld" or (method in METHODS and METHODS[method].kind == "score"):
                     fixed = idx
             logger.info("%s at %g: %d samples", method, f, len(out[-1].indices))
     return out
@@ -357,11 +371,12 @@ def cost_rows(store, coresets: Sequence[Coreset]) -> list[dict]:
     rows = []
     for method in dict.fromkeys(c.method for c in coresets):
         mine = [c for c in coresets if c.method == method]
-        deterministic = method == "cld" or METHODS[method].kind == "score"
+        deterministic = method == "cld" or (method in METHODS
+                                            and METHODS[method].kind == "score")
         computed = len({c.fraction for c in mine}) if deterministic else len(mine)
         seconds = float(sum(c.seconds for c in mine))
         used = list(_method_signals(method))
-        spec = CLD_COST if method == "cld" else {
+        spec = CLD_COST if method in CLD_STRATEGIES else {
             "cost": METHODS[method].cost, "storage": METHODS[method].storage,
             "reference": METHODS[method].reference}
         rows.append({

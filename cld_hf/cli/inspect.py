@@ -99,6 +99,10 @@ def inspect_path(path, *, split=None, label_column=None, score_column="cld_score
             summary["verified"] = checked
         scores = store.scores() if store.num_snapshots >= 3 else None
         summary["classes"] = per_class_summary(store.train_labels, scores)
+        if scores is not None and not store.streaming:
+            from ..diagnosis import diagnose
+
+            summary["diagnosis"] = diagnose(store, scores=scores)
         summary["query_per_class"] = per_class_summary(store.query_labels)
         return summary
     from ..columns import TRAJECTORY_COLUMN, find_label_column
@@ -136,7 +140,7 @@ def inspect_path(path, *, split=None, label_column=None, score_column="cld_score
 
 def _print_table(summary: dict) -> None:
     skip = {"classes", "query_per_class", "features", "run_info", "metadata", "epochs",
-            "verified", "index_refers_to"}
+            "verified", "index_refers_to", "diagnosis"}
     for key, value in summary.items():
         if key not in skip:
             print(f"{key:>16}: {value}")
@@ -161,6 +165,11 @@ def _print_table(summary: dict) -> None:
         if has_scores:
             line += f" {r['mean']:8.4f} {r['std']:8.4f} {r['min']:8.4f} {r['max']:8.4f}"
         print(line)
+    if summary.get("diagnosis"):
+        from ..diagnosis import format_diagnosis
+
+        print()
+        print(format_diagnosis(summary["diagnosis"]))
 
 
 def run(args) -> int:

@@ -11,6 +11,8 @@ examples:
   cld-hf select out/scored --fraction 0.1 -o out/coreset-10pct
   cld-hf select out/scored --size 500 --balance proportional -o out/coreset-500
   cld-hf select out/scored --fraction 0.3 --indices-only -o out/idx   # sample_index + scores
+  cld-hf select out/scored --fraction 0.1 --strategy noise_adaptive --store out/trajectories \
+      -o out/coreset-na                   # drop the suspected-noise tail, then sample
 """
 
 
@@ -33,14 +35,21 @@ def register(subparsers) -> None:
     p.add_argument("--score-column", default="cld_score")
     p.add_argument("--label-column", default=None, help="default: labels, then label")
     p.add_argument("--split", default=None, help="split of the input when it is a DatasetDict")
+    p.add_argument("--strategy", default="top",
+                   choices=["top", "random", "noise_adaptive", "coverage"],
+                   help="top: the highest scores per class (Algorithm 1, default); "
+                   "noise_adaptive / coverage: drop the suspected-noise tail, then sample "
+                   "(need --store); see cld_hf.strategies")
+    p.add_argument("--store", default=None,
+                   help="the LossTrajectories store of the run: query losses (noise_adaptive, "
+                   "coverage) and the embeddings signal (coverage)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the sampling strategies")
     p.add_argument("--indices-only", action="store_true",
                    help="save only sample_index, label and score (rebuild with Dataset.select)")
     p.set_defaults(func=run)
 
 
 def run(args) -> int:
-    import logging
-
     import numpy as np
 
     from ..columns import INDEX_COLUMN, find_label_column
@@ -48,23 +57,34 @@ def run(args) -> int:
     from ..selection import class_budgets
     from .common import load_saved_dataset
 
-    log = logging.getLogger("cld_hf.select")
     ds = load_saved_dataset(args.scored, args.split)
     label_column = find_label_column(ds.column_names, args.label_column)
+    query_losses = embeddings = None
+    if args.strategy in ("noise_adaptive", "coverage"):
+        if args.store is None:
+            raise ValueError(f"--strategy {args.strategy} estimates the noise rate from the query "
+                             f"losses: pass --store <the run's trajectories directory>.")
+        from ..trajectories import LossTrajectories
+
+        store = LossTrajectories(args.store)
+        query_losses = store.query_losses()
+        if args.strategy == "coverage":
+            embeddings = store.load_array("embeddings")
     core = select_coreset(ds, fraction=args.fraction, size=args.size,
                           score_column=args.score_column, label_column=label_column,
-                          balance=args.balance)
+                          balance=args.balance, strategy=args.strategy, seed=args.seed,
+                          query_losses=query_losses, embeddings=embeddings)
     if args.indices_only:
         core = core.select_columns([INDEX_COLUMN, label_column, args.score_column])
     core.save_to_disk(args.output_dir)
     labels = np.asarray(ds.with_format("numpy", columns=[label_column])[label_column][:])
     budgets = class_budgets(labels, fraction=args.fraction, size=args.size, balance=args.balance)
     info = dict(read_run_info(args.scored))
-    info.update(fraction=args.fraction if args.fraction else len(core) / len(ds),
+    info.update(strategy=args.strategy, strategy_seed=args.seed,
+                fraction=args.fraction if args.fraction else len(core) / len(ds),
                 size=len(core), balance=args.balance, source_size=len(ds),
                 budgets={str(k): v for k, v in budgets.items()})
     write_json(f"{args.output_dir}/{RUN_INFO_FILE}", info)
-    log.info("Selected %d of %d samples (%s balance) -> %s", len(core), len(ds), args.balance,
-             args.output_dir)
-    print(f"selected {len(core)} of {len(ds)} samples -> {args.output_dir}")
+    print(f"selected {len(core)} of {len(ds)} samples ({args.balance} budgets, strategy "
+          f"{args.strategy}) -> {args.output_dir}")
     return 0
