@@ -25,38 +25,27 @@ from __future__ import annotations
 
 import logging
 import sys
-from dataclasses import dataclass, field
-
-
-@dataclass
-class CompareArguments:
-    threads: int | None = field(default=None, metadata={
-        "help": "torch intra-op threads (default: torch's own); 1 is as fast for small models "
-                "and is not stalled by a busy core"})
 
 
 def make_parser():
     from transformers import HfArgumentParser
 
-    from cld_hf.app.comparison import DEFAULT_METHODS
+    from cld_hf import RecorderConfig
     from cld_hf.app.arguments import RunArguments
+    from cld_hf.app.comparison import DEFAULT_METHODS
 
-    parser = HfArgumentParser((RunArguments, CompareArguments), description=__doc__)
+    parser = HfArgumentParser((RunArguments, RecorderConfig), description=__doc__)
     parser.set_defaults(methods=list(DEFAULT_METHODS))
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    run_args, compare_args = make_parser().parse_args_into_dataclasses(args=argv)
-    if compare_args.threads is not None:
-        import torch
-
-        torch.set_num_threads(compare_args.threads)
+    run_args, recording = make_parser().parse_args_into_dataclasses(args=argv)
     from cld_hf.app.experiment import run_experiment
 
     command = " ".join(["python scripts/compare_methods.py", *(sys.argv[1:] if argv is None
                                                                else argv)])
-    results = run_experiment(run_args, command=command)
+    results = run_experiment(run_args, recording, command=command)
     print(results["table_markdown"])
     print("\nSelection cost (seconds measured; extra storage; Appendix E):\n")
     print(results["cost_markdown"])

@@ -67,6 +67,13 @@ def test_every_method_keeps_exactly_the_class_budgets_of_each_fraction(store):
         assert np.all(np.diff(c.indices) > 0)  # ascending, no repeats
         if c.method == "cld":
             want = select_top_per_class(store.scores(), labels, budgets=budgets)
+        elif c.method.startswith("cld_"):
+            from cld_hf.strategies import select_with_strategy
+
+            want = select_with_strategy(store.scores(), labels, budgets=budgets,
+                                        strategy=c.method[4:], seed=c.seed,
+                                        query_losses=store.query_losses(),
+                                        embeddings=signals["embeddings"])
         else:
             want = select_baseline(c.method, labels, budgets=budgets, signals=signals, seed=c.seed)
         np.testing.assert_array_equal(c.indices, want, err_msg=c.method)
@@ -156,5 +163,6 @@ def test_compare_methods_script_help_exits_zero_and_defaults_to_the_cheap_method
     with pytest.raises(SystemExit) as exit_info:
         script.main(["--help"])
     assert exit_info.value.code == 0 and "--methods" in capsys.readouterr().out
-    run_args, compare_args = script.make_parser().parse_args_into_dataclasses(args=["--threads", "1"])
-    assert run_args.methods == list(DEFAULT_METHODS) and compare_args.threads == 1
+    run_args, recording = script.make_parser().parse_args_into_dataclasses(args=["--threads", "1"])
+    assert run_args.methods == list(DEFAULT_METHODS) and run_args.threads == 1
+    assert recording.mode == "sweep"
