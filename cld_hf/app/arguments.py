@@ -5,7 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-__all__ = ["RunArguments", "check_run", "default_threads", "signals_needed", "NOISE_COLUMN", "ORIGINAL_LABEL_COLUMN"]
+__all__ = ["RunArguments", "check_run", "default_threads", "default_learning_rate",
+           "signals_needed", "NOISE_COLUMN", "ORIGINAL_LABEL_COLUMN"]
 
 NOISE_COLUMN = "label_is_noisy"
 ORIGINAL_LABEL_COLUMN = "original_label"
@@ -15,13 +16,14 @@ ORIGINAL_LABEL_COLUMN = "original_label"
 class RunArguments:
     """Options of ``cld-hf run`` (and of ``HfArgumentParser`` in scripts); see each field's help.
 
-    > Data: ``dataset``, ``train_split``, ``test_split``, ``image_size``,
-    ``label_noise``.
+    > Data: ``dataset``, ``train_split``, ``test_split``, ``task``, ``image_column``,
+    ``text_column``, ``image_size``, ``max_length``, ``label_noise`` (the label column is
+    ``RecorderConfig.label_column``, shared with the recording).
 
     > Method: ``query_fraction``, ``seed``, ``fractions``, ``balance``, ``proxy_epochs``, ``methods``.
 
     > Models and training: ``model``, ``target_epochs``, ``seeds``, ``batch_size``,
-    ``learning_rate``, ``full_baseline``.
+    ``learning_rate``, ``full_baseline``, ``threads``.
 
     > Output: ``output_dir``, ``overwrite_output_dir``, ``push_to_hub``, ``hub_private``,
     ``plots``.
@@ -40,13 +42,27 @@ class RunArguments:
 
     # Data
     dataset: str = field(default="digits", metadata={
-        "help": "built-in 'digits' (scikit-learn) or 'mnist1d', a save_to_disk directory, an "
-                "imagefolder directory, or a Hub dataset id (when online)"})
+        "help": "built-in 'digits' (scikit-learn) or 'mnist1d', a save_to_disk directory "
+                "(images, image arrays or nested lists, or a text column), an imagefolder "
+                "directory, a Hub dataset id (when online), or 'stdlib-docstrings' (causal-lm)"})
     train_split: str = field(default="train", metadata={"help": "split to select from"})
     test_split: str = field(default="test", metadata={
         "help": "split for test accuracy (if missing, 20%% of the training split is held out)"})
+    task: Literal["auto", "image-classification", "text-classification", "causal-lm"] = field(
+        default="auto", metadata={
+            "help": "what the models learn; auto: image-classification when the data has an "
+                    "image column, text-classification when it has a 'text' column, causal-lm "
+                    "for --dataset stdlib-docstrings"})
+    image_column: str | None = field(default=None, metadata={
+        "help": "column of the images (PIL, arrays or nested lists; default: the Image "
+                "column, else pixel_values, image, img)"})
+    text_column: str | None = field(default=None, metadata={
+        "help": "column of the texts (default: text, then sentence)"})
     image_size: int = field(default=32, metadata={
-        "help": "side of the square images fed to the model when the data holds PIL images"})
+        "help": "side of the square images fed to the model when the data holds PIL images "
+                "(arrays keep their size)"})
+    max_length: int = field(default=128, metadata={
+        "help": "text: longest input in tokens (longer texts are truncated)"})
     label_noise: float = field(default=0.0, metadata={
         "help": "share of training labels flipped to another class (recorded in a column)"})
     # Method
@@ -66,14 +82,18 @@ class RunArguments:
                 "proxy run records the signals they need in its loss sweeps"})
     # Models and training
     model: str | None = field(default=None, metadata={
-        "help": "local directory or Hub id of an image-classification model for proxy and "
-                "target (default: a small ResNet built from a config)"})
+        "help": "local directory or Hub id of an image- or text-classification model (and its "
+                "tokenizer) for proxy and target; default: a small ResNet (images) or BERT "
+                "(text, with a WordPiece tokenizer trained on the training split) built from a "
+                "config"})
     target_epochs: int = field(default=20, metadata={"help": "target training epochs"})
     seeds: int = field(default=3, metadata={"help": "target runs (seeds) per coreset"})
     batch_size: int = field(default=64, metadata={"help": "per-device batch size"})
-    learning_rate: float = field(default=1e-2, metadata={"help": "AdamW learning rate"})
+    learning_rate: float | None = field(default=None, metadata={
+        "help": "AdamW learning rate (default: 1e-2 for the built-in ResNet, 1e-3 for the "
+                "built-in BERT, 5e-5 to fine-tune a --model)"})
     full_baseline: bool = field(default=True, metadata={
-        "help": "also train the target on the full training set"})
+        "help": "also train the target on the full training set (--no-full-baseline skips it)"})
     # Output
     output_dir: str = field(default="cld_run", metadata={"help": "where everything is written"})
     overwrite_output_dir: bool = field(default=False, metadata={
@@ -81,12 +101,28 @@ class RunArguments:
     push_to_hub: str | None = field(default=None, metadata={
         "help": "dataset repo id to push the first coreset to (the proxy goes to <id>-proxy)"})
     hub_private: bool = field(default=False, metadata={"help": "make pushed repos private"})
-    plots: bool = field(default=True, metadata={"help": "write PNG plots"})
+    plots: bool = field(default=True, metadata={
+        "help": "write the PNG plots (--no-plots skips them)"})
     threads: int | None = field(default=None, metadata={
         "help": "torch CPU threads (default: one fewer than the CPU cores, at least 1, so that "
                 "a second busy process does not make every step wait for a core)"})
 
     def __post_init__(self):
+        from .inputs import TASKS
+
+        if self.task not in TASKS:
+            raise ValueError(f"task == {self.task!r}, must be one of {list(TASKS)}.")
+        if not self.dataset:
+            raise ValueError("dataset is empty; pass a built-in name (digits, mnist1d), a "
+                             "directory or a Hub id.")
+        if not self.output_dir:
+            raise ValueError("output_dir is empty; pass a directory, e.g. --output-dir cld_run.")
+        if self.learning_rate is not None and not self.learning_rate > 0:
+            raise ValueError(f"learning_rate == {self.learning_rate}, must be > 0.")
+        if self.image_size < 1:
+            raise ValueError(f"image_size == {self.image_size}, must be >= 1.")
+        if self.max_length < 8:
+            raise ValueError(f"max_length == {self.max_length}, must be >= 8 tokens.")
         if not 0.0 < self.query_fraction < 1.0:
             raise ValueError(f"query_fraction == {self.query_fraction}, must be in (0, 1).")
         if not 0.0 <= self.label_noise < 1.0:
@@ -116,6 +152,10 @@ class RunArguments:
         from .comparison import check_methods, min_snapshots
 
         self.methods = check_methods(self.methods)
+        self.fractions = [float(f) for f in self.fractions]
+        if len(set(self.fractions)) != len(self.fractions):
+            raise ValueError(f"fractions == {self.fractions} lists a fraction more than once; "
+                             f"give each once.")
         need = min_snapshots(self.methods)
         if self.proxy_epochs + 1 < need:
             windowed = [m for m in self.methods if min_snapshots([m]) == need]
@@ -150,6 +190,25 @@ def check_run(args: RunArguments, config) -> None:
             f"and record_initial == {config.record_initial} records {snapshots} snapshot(s); CLD "
             f"needs at least 3 (2 loss differences): train the proxy longer."
         )
+
+
+def default_learning_rate(args: RunArguments, task: str) -> float:
+    """``args.learning_rate``, else the default of the model the run trains.
+
+    Examples
+    --------
+    >>> default_learning_rate(RunArguments(), "image-classification")
+    0.01
+    >>> default_learning_rate(RunArguments(), "text-classification")
+    0.001
+    >>> default_learning_rate(RunArguments(model="bert-base-uncased"), "text-classification")
+    5e-05
+    """
+    if args.learning_rate is not None:
+        return float(args.learning_rate)
+    if args.model is not None:
+        return 5e-5
+    return 1e-3 if task == "text-classification" else 1e-2
 
 
 def default_threads() -> int:

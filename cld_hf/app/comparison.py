@@ -105,6 +105,12 @@ class Coreset:
         Wall-clock seconds of scoring and selection for this coreset (reading the store is not
         counted). A score computed once and reused (CLD's scores; a score method's scores across
         seeds) is counted in the first coreset that computed it.
+
+    Examples
+    --------
+    >>> c = Coreset("cld", 0.1, 0, np.array([3, 7]), 0.002)
+    >>> c.method, c.indices.tolist()
+    ('cld', [3, 7])
     """
 
     method: str

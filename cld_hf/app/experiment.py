@@ -2,20 +2,30 @@
 
 ``run_experiment(RunArguments(...))`` is what ``cld-hf run`` calls:
 
-1. load the data (a built-in dataset, a ``save_to_disk`` directory, an imagefolder or a Hub id),
-   optionally flip a share of the training labels (``label_noise``);
-2. split a stratified query set off the training split;
+1. load the data (a built-in dataset, a ``save_to_disk`` directory, an imagefolder or a Hub id;
+   :func:`cld_hf.app.data.load_run_data`): ``sample_index`` is added to the training split
+   first, then 20% of it is held out as the test set when there is no test split, then a share
+   of the training labels is optionally flipped (``label_noise``);
+2. find the model inputs (:mod:`cld_hf.app.inputs`: images of any storage, or texts, for which
+   a WordPiece tokenizer is trained on the training split) and split a stratified query set off
+   the training split;
 3. train a proxy model with ``transformers.Trainer`` + :class:`~cld_hf.callback.CLDCallback`;
    (recording, in the same sweeps, the signals the chosen ``methods`` need: see
-   :mod:`cld_hf.comparison`);
+   :mod:`cld_hf.app.comparison`);
 4. score, and for each fraction select one coreset per method (CLD, random and any baseline of
    :mod:`cld_hf.baselines`), all with the same per-class budgets;
 5. train the target model from scratch on each coreset (and on the full training set) for
    several seeds and evaluate test accuracy (the shipped ``evaluate`` accuracy module);
 6. write everything to ``output_dir``: the scored dataset, the CLD coresets, every selection
-   (``selections.arrow``), the proxy model, the cards, ``results.json`` / ``results.md`` (the
-   accuracy table shaped like the seed's Table 2 and the selection-cost table) and the plots;
-   optionally push to the Hub.
+   (``selections.arrow``), the proxy model, ``results.json`` / ``results.md`` (the accuracy
+   table shaped like the seed's Table 2 and the selection-cost table) first, then the optional
+   steps, each failing alone: the plots, the cards (``hub/``) and the push to the Hub.
+
+``task="causal-lm"`` (or ``--dataset stdlib-docstrings``) runs the language-model job of
+:mod:`cld_hf.app.lm_experiment` instead, when this build has it.
+
+One progress display covers the whole job (:class:`cld_hf.app.progress.JobProgress`); the
+libraries' own bars and info logs are off while it runs.
 """
 
 from __future__ import annotations
@@ -30,15 +40,25 @@ from pathlib import Path
 
 import numpy as np
 
-from .arguments import NOISE_COLUMN, RunArguments, check_run, default_threads, signals_needed
+from .arguments import (
+    NOISE_COLUMN,
+    ORIGINAL_LABEL_COLUMN,
+    RunArguments,
+    check_run,
+    default_learning_rate,
+    default_threads,
+    signals_needed,
+)
 from .builtin import BUILTIN_DATASETS
-from .data import apply_label_noise, load_data, to_pixel_values
+from .data import apply_label_noise, load_run_data
+from .progress import JobProgress, quiet_libraries, training_units
 from .results import results_markdown
 from .training import model_factory, train_and_evaluate
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["run_experiment"]
+__all__ = ["run_experiment", "resolve_task", "check_output_dir", "prepare_output_dir", "OUTPUTS",
+           "LM_DATASETS"]
 
 # ------------------------------------------------------------------------------ the job
 
@@ -47,44 +67,97 @@ OUTPUTS = ("trajectories", "scored", "coreset-cld-*", "proxy_model", "hub", "plo
            "selections.arrow", "results.json", "results.md", "proxy_training", "target_training")
 """What ``cld-hf run`` writes into its output directory (the only paths it ever removes)."""
 
+LM_DATASETS = ("stdlib-docstrings",)
+"""Built-in datasets of the causal-lm task (``task="auto"`` picks it for them)."""
 
-def _existing_outputs(out: Path) -> list[Path]:
-    return sorted(p for pattern in OUTPUTS for p in out.glob(pattern)) if out.is_dir() else []
+
+def check_output_dir(args: RunArguments, outputs=OUTPUTS) -> Path:
+    """Before anything is loaded: an existing non-empty ``args.output_dir`` is refused unless
+    ``args.overwrite_output_dir`` (see :func:`cld_hf.cli.common.check_output_dir`).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> check_output_dir(RunArguments(output_dir=tempfile.mkdtemp())).is_dir()
+    True
+    """
+    from ..cli.common import check_output_dir as check
+
+    return check(args.output_dir, overwrite=args.overwrite_output_dir, outputs=outputs,
+                 flag="--output-dir")
 
 
-def _check_output_dir(args: RunArguments) -> Path:
-    """Before anything is loaded: refuse to write over a previous run's outputs unless asked."""
-    out = Path(args.output_dir)
-    if out.exists() and not out.is_dir():
-        raise NotADirectoryError(f"--output-dir {str(out)!r} is a file; pass a directory.")
-    existing = _existing_outputs(out)
-    if existing and not args.overwrite_output_dir:
-        raise FileExistsError(
-            f"--output-dir {str(out)!r} holds the outputs of a previous run "
-            f"({', '.join(p.name for p in existing[:5])}); choose another --output-dir or pass "
-            f"--overwrite-output-dir (which removes those outputs only, once the data loaded)."
-        )
+def prepare_output_dir(out: Path, outputs=OUTPUTS) -> Path:
+    """After the inputs loaded: remove a previous run's ``outputs`` (nothing else) and make
+    the directory.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> out = Path(tempfile.mkdtemp()); (out / "results.json").write_text("{}"); (out / "a.txt").touch()
+    2
+    >>> sorted(p.name for p in prepare_output_dir(out).iterdir())
+    ['a.txt']
+    """
+    from ..cli.common import remove_outputs
+
+    remove_outputs(out, outputs)
     return out
 
 
-def _prepare_output_dir(out: Path) -> Path:
-    """After the inputs loaded: remove the previous run's outputs (nothing else) and make it."""
-    for path in _existing_outputs(out):
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
-        else:
-            path.unlink()
-    out.mkdir(parents=True, exist_ok=True)
-    return out
+def resolve_task(args: RunArguments) -> str | None:
+    """The task decided before loading any data: ``causal-lm`` for ``--task causal-lm`` or a
+    built-in language-model corpus; ``args.task`` when it names a classification task; ``None``
+    when it depends on the dataset's columns (:func:`cld_hf.app.inputs.detect_task`).
+
+    Examples
+    --------
+    >>> resolve_task(RunArguments(dataset="stdlib-docstrings")), resolve_task(RunArguments())
+    ('causal-lm', None)
+    """
+    if args.task == "causal-lm" or (args.task == "auto" and args.dataset in LM_DATASETS):
+        return "causal-lm"
+    return None if args.task == "auto" else args.task
 
 
 def _command_line() -> str:
     return " ".join(shlex.quote(a) for a in ["cld-hf", *sys.argv[1:]]) if sys.argv else "cld-hf run"
 
 
-def run_experiment(args: RunArguments, config=None, *, command: str | None = None) -> dict:
+def _run_causal_lm(args: RunArguments, config, command: str | None) -> dict:
+    from ..cli.common import CommandError
+
+    try:
+        from .lm_experiment import run_lm_experiment
+    except ModuleNotFoundError as err:
+        if err.name not in (f"{__package__}.lm_experiment", "cld_hf.app.lm_experiment"):
+            raise
+        raise CommandError(
+            f"the causal-lm task is not in this build (no {__package__}.lm_experiment module): "
+            f"--task {args.task} --dataset {args.dataset} needs a cld-hf with the language-model "
+            f"job; --task image-classification or text-classification run here.") from None
+    import inspect
+
+    if "command" in inspect.signature(run_lm_experiment).parameters:
+        return run_lm_experiment(args, config, command=command)
+    return run_lm_experiment(args, config)
+
+
+def run_experiment(args: RunArguments, config=None, *, command: str | None = None,
+                   verbose: bool = False) -> dict:
     """Run the whole job (see the module docstring); returns the results dict also written to
     ``<output_dir>/results.json``.
+
+    Parameters
+    ----------
+    args : RunArguments
+    config : RecorderConfig, optional
+        The recording options; ``config.progress`` shows the job's progress display (the
+        sweeps' own bars are folded into it), ``config.label_column`` names the class column.
+    command : str, optional
+        The command line recorded in the cards (default: ``sys.argv``).
+    verbose : bool, default False
+        Keep the libraries' info logs (their progress bars stay off).
 
     Examples
     --------
@@ -92,208 +165,330 @@ def run_experiment(args: RunArguments, config=None, *, command: str | None = Non
 
         results = run_experiment(RunArguments(output_dir="quick", proxy_epochs=3,
                                               target_epochs=2, seeds=1, fractions=[0.2]))
+        print(results["score_summary_text"])
         print(results["table_markdown"])
     """
-    from transformers import set_seed
-
-    from ..recording.config import RecorderConfig, make_config
-
-    from ..callback import CLDCallback
-    from ..cli.common import RUN_INFO_FILE, write_json
-    from ..dataset_adapters import stratified_query_split
-    from ..identity import add_index_column
-    from ..selection import class_budgets, select_top_per_class
-    from ..trajectories import LossTrajectories
-    from .comparison import cost_markdown, cost_rows, select_coresets, write_selections
-
-    import torch
+    from ..recording.config import RecorderConfig
 
     config = RecorderConfig() if config is None else config
     check_run(args, config)
+    if resolve_task(args) == "causal-lm":
+        return _run_causal_lm(args, config, command)
+    out = check_output_dir(args)
+    with quiet_libraries(verbose=verbose):
+        return _run_classification(args, config, out, command=command or _command_line())
+
+
+def _plan(args, config, n_train: int, n_query: int, n_test: int, budget_sizes) -> tuple[float, int]:
+    """``(progress units, trainings)`` of the job (see :class:`JobProgress`)."""
+    bs = args.batch_size
+    evaluate = n_test / (3 * bs)
+    snapshots = args.proxy_epochs // config.every_n_epochs + int(config.record_initial)
+    units = (training_units(n_train, epochs=args.proxy_epochs, batch_size=bs)
+             + snapshots * (n_train + n_query) / (3 * bs) + evaluate)
+    runs = 1
+    for size in budget_sizes:
+        per = training_units(size, epochs=args.target_epochs, batch_size=bs) + evaluate
+        units += per * len(args.methods) * args.seeds
+        runs += len(args.methods) * args.seeds
+    if args.full_baseline:
+        units += (training_units(n_train, epochs=args.target_epochs, batch_size=bs)
+                  + evaluate) * args.seeds
+        runs += args.seeds
+    return units, runs
+
+
+def _accuracy_summary(proxy_acc: float, runs, full, seeds: int) -> str:
+    """One line for the cards: the proxy's test accuracy, each method's target accuracy per
+    fraction, and the full set's."""
+    parts = [f"proxy {100 * proxy_acc:.2f}"]
+    for fraction in sorted({r["fraction"] for r in runs}):
+        cells = []
+        for method in dict.fromkeys(r["method"] for r in runs):
+            acc = [100 * r["accuracy"] for r in runs
+                   if r["method"] == method and r["fraction"] == fraction]
+            if acc:
+                cells.append(f"{method} {np.mean(acc):.2f} ± {np.std(acc):.2f}")
+        parts.append(f"{100 * fraction:g}%: " + ", ".join(cells))
+    if full:
+        parts.append(f"full training set: {100 * np.mean(full):.2f} ± {100 * np.std(full):.2f}")
+    return "; ".join(parts) + f" (test accuracy in %; targets: mean ± std over {seeds} seed(s))"
+
+
+def _run_classification(args: RunArguments, config, out: Path, *, command: str) -> dict:
+    from transformers import set_seed
+
+    import torch
+
+    from ..callback import CLDCallback, format_score_summary
+    from ..cli.common import RUN_INFO_FILE, write_json
+    from ..dataset_adapters import stratified_query_split
+    from ..recording.config import make_config
+    from ..scoring import class_score_summary
+    from ..selection import class_budgets, select_top_per_class
+    from ..trajectories import LossTrajectories
+    from .builtin import describe_builtin_model, train_text_tokenizer
+    from .comparison import cost_markdown, cost_rows, select_coresets, write_selections
+    from .inputs import detect_task, image_inputs, text_inputs
+
     torch.set_num_threads(args.threads or default_threads())
     started = time.perf_counter()
-    out = _check_output_dir(args)
-    train, test, label_column, names = load_data(
-        args.dataset, train_split=args.train_split, test_split=args.test_split,
-        label_column=config.label_column, seed=args.seed)
-    labels_all = np.asarray(train.with_format("numpy", columns=[label_column])[label_column][:])
-    num_labels = len(names) if names else int(labels_all.max()) + 1
-    train, num_channels = to_pixel_values(train, args.image_size)
-    test, _ = to_pixel_values(test, args.image_size)
-    if num_channels is None:
-        num_channels = int(train.features["pixel_values"].shape[0])
-    # sample_index: the row in the (clean) training split, recorded before any label is flipped
-    train = add_index_column(train, name=args.dataset, split=args.train_split,
-                             label_column=label_column)
+    data = load_run_data(args.dataset, train_split=args.train_split, test_split=args.test_split,
+                         label_column=config.label_column, seed=args.seed)
+    label_column, names, num_labels = data.label_column, data.class_names, data.num_labels
+    task, column = detect_task(data.train.features, task=args.task,
+                               image_column=args.image_column, text_column=args.text_column,
+                               label_column=label_column)
+    if column not in data.test.column_names:
+        raise ValueError(f"The test split {args.test_split!r} has no column {column!r} (the "
+                         f"training split's input); its columns are {data.test.column_names}.")
+    train = data.train
     if args.label_noise > 0:
+        taken = [c for c in (NOISE_COLUMN, ORIGINAL_LABEL_COLUMN) if c in train.column_names]
+        if taken:
+            raise ValueError(f"--label-noise {args.label_noise}: the dataset already has the "
+                             f"columns {taken} of an earlier noisy run; pass --label-noise 0, "
+                             f"or remove those columns.")
         train = apply_label_noise(train, args.label_noise, label_column=label_column,
                                   num_classes=num_labels, seed=args.seed)
-    train_ds, query_ds = stratified_query_split(train, fraction=args.query_fraction, seed=args.seed,
-                                                label_column=label_column)
-    out = _prepare_output_dir(out)  # the data loaded: now a previous run's outputs may go
-    logger.info("Data: %d training, %d query, %d test samples, %d classes", len(train_ds),
-                len(query_ds), len(test), num_labels)
-    make_model = model_factory(args, num_labels, num_channels, names)
+    train_ds, query_ds = stratified_query_split(train, fraction=args.query_fraction,
+                                                seed=args.seed, label_column=label_column)
+    tokenizer = None
+    if task == "image-classification":
+        inputs = image_inputs(train_ds, column=column, label_column=label_column,
+                              image_size=args.image_size)
+    else:
+        if args.model is not None:
+            from transformers import AutoTokenizer
 
-    # 1. proxy training with CLD recording (+ the signals of the other methods, same sweeps)
-    signals = signals_needed(args.methods)
-    set_seed(args.seed)
-    recording = make_config(config, {"label_column": label_column,
-                                     "signals": list(dict.fromkeys([*config.signals, *signals]))})
-    cld = CLDCallback(query_ds, recording, output_dir=out / "trajectories")
-    proxy_trainer, proxy_acc = train_and_evaluate(
-        make_model(args.seed), train_ds, test, output_dir=out / "proxy_training",
-        epochs=args.proxy_epochs, batch_size=args.batch_size, learning_rate=args.learning_rate,
-        seed=args.seed, label_column=label_column, callbacks=[cld], progress=True)
-    scored = cld.scored_dataset(train_ds)
-    proxy_trainer.model.save_pretrained(str(out / "proxy_model"))  # safetensors + config, no pickle
-    scores = np.asarray(scored.with_format("numpy", columns=["cld_score"])["cld_score"][:])
-    labels = np.asarray(scored.with_format("numpy", columns=[label_column])[label_column][:])
-    method_info = {
-        "proxy_model": args.model or "ResNet (transformers, built from a config: "
-                                     "embedding 16, hidden sizes [16, 32], depths [1, 1])",
-        "epochs": args.proxy_epochs,
-        "num_snapshots": cld.recorder.num_snapshots,
-        "record_mode": config.mode,
-        "recording": recording.to_dict(),
-        "query_fraction": args.query_fraction,
-        "query_seed": args.seed,
-        "num_train": len(train_ds),
-        "num_query": len(query_ds),
-        # A Hub id only: not a built-in dataset, nor a local directory (not a repo id).
-        "source_dataset": (None if args.dataset in BUILTIN_DATASETS or Path(args.dataset).exists()
-                           else args.dataset),
-        "dataset": args.dataset,
-        "balance": args.balance,
-        "label_noise": args.label_noise,
-        "methods": list(args.methods),
-        "signals": list(signals),
-        "command": command or _command_line(),
-        "proxy_test_accuracy": proxy_acc,
-    }
-    scored.with_format(None).save_to_disk(str(out / "scored"))  # plain format for the user
-    write_json(out / "scored" / RUN_INFO_FILE, method_info)
-    logger.info("Proxy test accuracy %.4f; %d snapshots recorded", proxy_acc,
-                method_info["num_snapshots"])
+            tokenizer = AutoTokenizer.from_pretrained(args.model)
+        else:
+            texts = train_ds.with_format(None, columns=[column])[column][:]
+            tokenizer = train_text_tokenizer(texts, max_length=args.max_length)
+        inputs = text_inputs(train_ds, column=column, label_column=label_column,
+                             tokenizer=tokenizer, max_length=args.max_length)
+    out = prepare_output_dir(out)  # the data loaded: now a previous run's outputs may go
+    logger.info("Data: %d training, %d query, %d test samples (%s), %d classes; inputs: %s",
+                len(train_ds), len(query_ds), len(data.test), data.test_source, num_labels,
+                inputs.describe())
+    make_model = model_factory(args, num_labels, inputs.num_channels, names, task=task,
+                               tokenizer=tokenizer)
+    lr = default_learning_rate(args, task)
+    labels = np.asarray(train_ds.with_format("numpy", columns=[label_column])[label_column][:])
+    sizes = [sum(class_budgets(labels, fraction=f, balance=args.balance).values())
+             for f in args.fractions]
+    total, num_runs = _plan(args, config, len(train_ds), len(query_ds), len(data.test), sizes)
+    progress = JobProgress(total, num_runs=num_runs, enabled=config.progress)
+    test_view = inputs.view(data.test)
+    evaluate_units = len(data.test) / (3 * args.batch_size)
 
-    # 2. one coreset per method, fraction and seed (same budgets), then target training
-    store = LossTrajectories(out / "trajectories")
-    selections = select_coresets(store, args.methods, fractions=args.fractions, seeds=args.seeds,
-                                 balance=args.balance)
-    write_selections(out / "selections.arrow", selections)
-    costs = cost_rows(store, selections)
-    chosen = {(c.method, c.fraction, c.seed): c.indices for c in selections}
-    runs, coresets = [], {}
-    for fraction in args.fractions:
-        budgets = class_budgets(labels, fraction=fraction, balance=args.balance)
-        cld_idx = select_top_per_class(scores, labels, budgets=budgets)
-        name = f"coreset-cld-{100 * fraction:g}pct"
-        coreset = scored.select(cld_idx).with_format(None)
-        coreset.save_to_disk(str(out / name))
-        info = dict(method_info, fraction=fraction, size=len(cld_idx), source_size=len(scored),
-                    budgets={str(k): int(v) for k, v in budgets.items()})
-        write_json(out / name / RUN_INFO_FILE, info)
-        coresets[fraction] = coreset
-        for seed in range(args.seeds):
-            for method in args.methods:
-                idx = chosen[(method, float(fraction), seed)]
-                subset = train_ds.select(idx)
-                _, acc = train_and_evaluate(
-                    make_model(1000 + seed), subset, test,
-                    output_dir=out / "target_training", epochs=args.target_epochs,
-                    batch_size=args.batch_size, learning_rate=args.learning_rate, seed=seed,
-                    label_column=label_column)
-                row = {"fraction": fraction, "method": method, "seed": seed, "size": len(idx),
-                       "accuracy": acc}
-                if NOISE_COLUMN in train_ds.column_names:
-                    noisy = np.asarray(subset.with_format("numpy", columns=[NOISE_COLUMN])[NOISE_COLUMN][:])
-                    row["noisy_share"] = float(noisy.mean())
-                runs.append(row)
-                logger.info("fraction %g, %s, seed %d: accuracy %.4f", fraction, method, seed, acc)
-    full = []
-    if args.full_baseline:
-        for seed in range(args.seeds):
-            _, acc = train_and_evaluate(
-                make_model(1000 + seed), train_ds, test, output_dir=out / "target_training",
-                epochs=args.target_epochs, batch_size=args.batch_size,
-                learning_rate=args.learning_rate, seed=seed, label_column=label_column)
-            full.append(acc)
-    shutil.rmtree(out / "target_training", ignore_errors=True)
-    shutil.rmtree(out / "proxy_training", ignore_errors=True)
+    def train(label, model, dataset, *, epochs, seed, output_dir, callbacks=()):
+        progress.start_run(label)
+        trainer, acc = train_and_evaluate(
+            model, inputs.view(dataset), test_view, output_dir=output_dir, epochs=epochs,
+            batch_size=args.batch_size, learning_rate=lr, seed=seed, label_column=label_column,
+            callbacks=[*callbacks, progress.callback()], data_collator=inputs.collate)
+        progress.advance(evaluate_units)
+        return trainer, acc
 
-    # 3. results, plots, cards
-    table = results_markdown(runs, full_accuracy=full)
-    cost_table = cost_markdown(costs)
-    results = {
-        "arguments": asdict(args),
-        "recording": recording.to_dict(),
-        "proxy_test_accuracy": proxy_acc,
-        "full_data_accuracy": full,
-        "runs": runs,
-        "table_markdown": table,
-        "costs": costs,
-        "cost_markdown": cost_table,
-        "recording_bytes": store.signal_nbytes(),
-        "selections": str(out / "selections.arrow"),
-        "seconds": None,
-    }
-    if args.label_noise > 0:
-        train_noise = float(np.asarray(train_ds.with_format("numpy", columns=[NOISE_COLUMN])[NOISE_COLUMN][:]).mean())
-        results["noisy_share_in_training_set"] = train_noise
-    results["seconds"] = time.perf_counter() - started
-    _write_results(out, args, results, proxy_acc)  # the results first: nothing after loses them
+    finished = False
+    try:
+        with progress.logging_above():
+            # 1. proxy training with CLD recording (+ the signals of the other methods, same sweeps)
+            signals = signals_needed(args.methods)
+            set_seed(args.seed)
+            recording = make_config(config, {
+                "label_column": label_column, "progress": False, "log_summary": False,
+                "signals": list(dict.fromkeys([*config.signals, *signals]))})
+            cld = CLDCallback(inputs.view(query_ds), recording, output_dir=out / "trajectories")
+            sweeps = progress.callback(count_steps=False,
+                                       sweep_units=(len(train_ds) + len(query_ds))
+                                       / (3 * args.batch_size),
+                                       record_initial=config.record_initial,
+                                       every_n_epochs=config.every_n_epochs)
+            proxy_trainer, proxy_acc = train(
+                "proxy model, recording the loss trajectories", make_model(args.seed), train_ds,
+                epochs=args.proxy_epochs, seed=args.seed, output_dir=out / "proxy_training",
+                callbacks=[cld, sweeps])
+            progress.phase("scoring")
+            scored = cld.scored_dataset(train_ds)
+            proxy_trainer.model.save_pretrained(str(out / "proxy_model"))  # safetensors, no pickle
+            if tokenizer is not None:
+                tokenizer.save_pretrained(str(out / "proxy_model"))
+            scores = np.asarray(scored.with_format("numpy", columns=["cld_score"])["cld_score"][:])
+            summary = class_score_summary(scores, labels)
+            method_info = {
+                "proxy_model": args.model or describe_builtin_model(task),
+                "target_model": args.model or describe_builtin_model(task),
+                "task": task,
+                "epochs": args.proxy_epochs,
+                "num_snapshots": cld.recorder.num_snapshots,
+                "record_mode": config.mode,
+                "query_fraction": args.query_fraction,
+                "query_seed": args.seed,
+                "num_train": len(train_ds),
+                "num_query": len(query_ds),
+                # A Hub id only: not a built-in dataset, nor a local directory (not a repo id).
+                "source_dataset": (None if args.dataset in BUILTIN_DATASETS
+                                   or Path(args.dataset).exists() else args.dataset),
+                "source_split": args.train_split,
+                "dataset": args.dataset,
+                "test_split": data.test_source,
+                "class_names": [data.class_name(c) for c in range(num_labels)],
+                "input": inputs.describe(),
+                "balance": args.balance,
+                "label_noise": args.label_noise,
+                "methods": list(args.methods),
+                "signals": list(signals),
+                "command": command,
+                "proxy_test_accuracy": proxy_acc,
+            }
+            scored.with_format(None).save_to_disk(str(out / "scored"))  # plain format for the user
+            write_json(out / "scored" / RUN_INFO_FILE, method_info)
+            logger.info("Proxy test accuracy %.4f; %d snapshots recorded", proxy_acc,
+                        method_info["num_snapshots"])
 
-    # 4. optional steps, each failing alone with a clear message
-    first = args.fractions[0]
-    # Local copies of both repos with their cards, exactly as a push sends them; the namespace
-    # is a placeholder unless --push-to-hub names the repo.
-    repo_id = args.push_to_hub or f"your-namespace/{Path(args.dataset).name}-cld-{100 * first:g}pct"
+            # 2. one coreset per method, fraction and seed (same budgets), then target training
+            progress.phase("selecting the coresets")
+            store = LossTrajectories(out / "trajectories")
+            selections = select_coresets(store, args.methods, fractions=args.fractions,
+                                         seeds=args.seeds, balance=args.balance, progress=False)
+            write_selections(out / "selections.arrow", selections)
+            costs = cost_rows(store, selections)
+            chosen = {(c.method, c.fraction, c.seed): c.indices for c in selections}
+            runs, coresets = [], {}
+            for fraction in args.fractions:
+                budgets = class_budgets(labels, fraction=fraction, balance=args.balance)
+                cld_idx = select_top_per_class(scores, labels, budgets=budgets)
+                name = f"coreset-cld-{100 * fraction:g}pct"
+                coreset = scored.select(cld_idx).with_format(None)
+                coreset.save_to_disk(str(out / name))
+                info = dict(method_info, fraction=fraction, size=len(cld_idx),
+                            source_size=len(scored),
+                            budgets={str(k): int(v) for k, v in budgets.items()})
+                write_json(out / name / RUN_INFO_FILE, info)
+                coresets[fraction] = coreset
+                for seed in range(args.seeds):
+                    for method in args.methods:
+                        idx = chosen[(method, float(fraction), seed)]
+                        subset = train_ds.select(idx)
+                        _, acc = train(f"target on the {method} {100 * fraction:g}% coreset, "
+                                       f"seed {seed}", make_model(1000 + seed), subset,
+                                       epochs=args.target_epochs, seed=seed,
+                                       output_dir=out / "target_training")
+                        row = {"fraction": fraction, "method": method, "seed": seed,
+                               "size": len(idx), "accuracy": acc}
+                        if NOISE_COLUMN in train_ds.column_names:
+                            noisy = np.asarray(subset.with_format("numpy", columns=[NOISE_COLUMN])
+                                               [NOISE_COLUMN][:])
+                            row["noisy_share"] = float(noisy.mean())
+                        runs.append(row)
+                        logger.info("fraction %g, %s, seed %d: accuracy %.4f", fraction, method,
+                                    seed, acc)
+            full = []
+            if args.full_baseline:
+                for seed in range(args.seeds):
+                    _, acc = train(f"target on the full training set, seed {seed}",
+                                   make_model(1000 + seed), train_ds, epochs=args.target_epochs,
+                                   seed=seed, output_dir=out / "target_training")
+                    full.append(acc)
+                    logger.info("full training set, seed %d: accuracy %.4f", seed, acc)
+            shutil.rmtree(out / "target_training", ignore_errors=True)
+            shutil.rmtree(out / "proxy_training", ignore_errors=True)
 
-    def plots():
-        from .cli_plot import make_plots
-        from .plots import plot_accuracy_vs_fraction
+            # 3. results first: nothing after loses them
+            table = results_markdown(runs, full_accuracy=full)
+            cost_table = cost_markdown(costs)
+            summary_text = format_score_summary(summary, [data.class_name(c)
+                                                          for c in range(num_labels)])
+            results = {
+                "arguments": asdict(args),
+                "recording": recording.to_dict(),
+                "task": task,
+                "test_split": data.test_source,
+                "class_names": method_info["class_names"],
+                "proxy_test_accuracy": proxy_acc,
+                "full_data_accuracy": full,
+                "runs": runs,
+                "table_markdown": table,
+                "score_summary": {str(c): s for c, s in summary.items()},
+                "score_summary_text": summary_text,
+                "costs": costs,
+                "cost_markdown": cost_table,
+                "recording_bytes": store.signal_nbytes(),
+                "selections": str(out / "selections.arrow"),
+                "seconds": None,
+            }
+            if args.label_noise > 0:
+                train_noise = float(np.asarray(train_ds.with_format(
+                    "numpy", columns=[NOISE_COLUMN])[NOISE_COLUMN][:]).mean())
+                results["noisy_share_in_training_set"] = train_noise
+            results["seconds"] = time.perf_counter() - started
+            _write_results(out, args, results, proxy_acc)
+            method_info["test_accuracy"] = _accuracy_summary(proxy_acc, runs, full, args.seeds)
 
-        written = make_plots(scored, out / "plots", store=store, label_column=label_column,
-                             class_names=names)
-        written.append(plot_accuracy_vs_fraction(
-            runs, out / "plots" / "accuracy_vs_fraction.png", full_accuracy=full,
-            title=f"{Path(args.dataset).name}: accuracy vs coreset fraction "
-                  f"(mean ± std, {args.seeds} seed(s))"))
-        results["plots"] = [str(p) for p in written]
+            # 4. optional steps, each failing alone with a clear message
+            first = args.fractions[0]
+            # Local copies of both repos with their cards, exactly as a push sends them; the
+            # namespace is a placeholder unless --push-to-hub names the repo.
+            repo_id = args.push_to_hub or (f"your-namespace/{Path(args.dataset).name}-cld-"
+                                           f"{100 * first:g}pct")
+            seed0 = {(c.method, float(c.fraction)): c.indices for c in selections if c.seed == 0}
 
-    def export():
-        from ..hub import export_coreset_repos
+            def plots():
+                from .cli_plot import make_plots
 
-        exported = export_coreset_repos(
-            coresets[first], out / "hub", repo_id=repo_id, model=proxy_trainer.model,
-            model_repo_id=f"{repo_id}-proxy", method_info=dict(method_info, fraction=first),
-            source_dataset=method_info["source_dataset"],
-            eval_results={"accuracy": proxy_acc} if method_info["source_dataset"] else None)
-        results["cards"] = [str(exported.dataset_dir / "README.md"),
-                            str(exported.model_dir / "README.md")]
+                written = make_plots(
+                    scored, out / "plots", store=store, results=results,
+                    label_column=label_column, class_names=method_info["class_names"],
+                    fractions=args.fractions, balance=args.balance, selections=seed0,
+                    image_column=column if task == "image-classification" else None,
+                    image_size=args.image_size, dataset_name=Path(args.dataset).name)
+                results["plots"] = [str(p) for p in written]
 
-    def push():
-        from ..hub import push_coreset_to_hub
+            def export():
+                from ..hub import export_coreset_repos
 
-        push_coreset_to_hub(coresets[first], args.push_to_hub, model=proxy_trainer.model,
-                            model_repo_id=f"{args.push_to_hub}-proxy",
-                            method_info=dict(method_info, fraction=first),
-                            private=args.hub_private)
+                exported = export_coreset_repos(
+                    coresets[first], out / "hub", repo_id=repo_id, model=proxy_trainer.model,
+                    processing_class=tokenizer, model_repo_id=f"{repo_id}-proxy",
+                    method_info=dict(method_info, fraction=first), label_column=label_column,
+                    source_dataset=method_info["source_dataset"],
+                    source_split=args.train_split if method_info["source_dataset"] else None,
+                    eval_results={"accuracy": proxy_acc} if method_info["source_dataset"]
+                    else None)
+                results["cards"] = [str(exported.dataset_dir / "README.md"),
+                                    str(exported.model_dir / "README.md")]
 
-    steps = [("plots", plots)] if args.plots else []
-    steps.append(("hub export", export))
-    if args.push_to_hub:
-        steps.append(("push to the Hub", push))
-    for name, step in steps:
-        try:
-            step()
-        except Exception as err:  # an optional step: the results stay, the error is reported
-            message = f"{type(err).__name__}: {err}".splitlines()[0]
-            logger.error("The %s step failed (the results are saved in %s): %s", name, out,
-                         message)
-            results.setdefault("failed_steps", []).append({"step": name, "error": message})
-        results["seconds"] = time.perf_counter() - started
-        _write_results(out, args, results, proxy_acc)
+            def push():
+                from ..hub import push_coreset_to_hub
+
+                push_coreset_to_hub(coresets[first], args.push_to_hub, model=proxy_trainer.model,
+                                    processing_class=tokenizer,
+                                    model_repo_id=f"{args.push_to_hub}-proxy",
+                                    method_info=dict(method_info, fraction=first),
+                                    label_column=label_column, private=args.hub_private)
+
+            steps = [("plots", plots)] if args.plots else []
+            steps.append(("hub export", export))
+            if args.push_to_hub:
+                steps.append(("push to the Hub", push))
+            for name, step in steps:
+                progress.phase({"plots": "writing the plots", "hub export": "writing the cards",
+                                "push to the Hub": "pushing to the Hub"}[name])
+                try:
+                    step()
+                except Exception as err:  # an optional step: the results stay, the error is told
+                    message = f"{type(err).__name__}: {err}".splitlines()[0]
+                    logger.error("The %s step failed (the results are saved in %s): %s", name,
+                                 out, message)
+                    results.setdefault("failed_steps", []).append({"step": name,
+                                                                   "error": message})
+                results["seconds"] = time.perf_counter() - started
+                _write_results(out, args, results, proxy_acc)
+            finished = True
+    finally:
+        progress.close(done=finished)
     return results
 
 

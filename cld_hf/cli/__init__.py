@@ -8,7 +8,13 @@ and ``cld-hf <cmd> ...`` imports only ``<cmd>``'s module. The library's own subc
 library never imports. ``main(argv)`` returns the exit code, so the CLI is testable without a
 subprocess.
 
-Exit codes: 0 success, 1 the work failed (the message says why), 2 bad arguments.
+Exit codes: 0 success; 1 the work failed; 2 a bad argument (argparse's own checks, and every
+value a subcommand rejects before working: :class:`~cld_hf.cli.common.UsageError`). Either way
+the message is one line, ``cld-hf <subcommand>: error: ...``, naming the option, the value and
+the fix.
+
+Logging: warnings only for ``cld-hf run`` (its progress display says where the job is), info
+logs of cld-hf for the other subcommands; ``cld-hf -v <subcommand>`` logs cld-hf at DEBUG level.
 """
 
 from __future__ import annotations
@@ -40,6 +46,30 @@ examples:
 """
 
 
+class CLIArgumentParser(argparse.ArgumentParser):
+    """An ``ArgumentParser`` whose errors are one line, ``<prog>: error: <message> (see <prog>
+    --help)``, exit code 2.
+
+    Examples
+    --------
+    >>> import contextlib, io
+    >>> parser = CLIArgumentParser(prog="cld-hf demo")
+    >>> _ = parser.add_argument("--n", type=int)
+    >>> err = io.StringIO()
+    >>> with contextlib.redirect_stderr(err):
+    ...     try:
+    ...         parser.parse_args(["--n", "x"])
+    ...     except SystemExit as exc:
+    ...         print(exc.code)
+    2
+    >>> print(err.getvalue().strip())
+    cld-hf demo: error: argument --n: invalid int value: 'x' (see cld-hf demo --help)
+    """
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def make_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The parser; with ``command``, only that subcommand's module is imported and registered
     (the others are listed by name and help).
@@ -49,15 +79,17 @@ def make_parser(command: str | None = None) -> argparse.ArgumentParser:
     >>> make_parser().prog
     'cld-hf'
     """
-    parser = argparse.ArgumentParser(
+    parser = CLIArgumentParser(
         prog="cld-hf",
         description="CLD coresets (Correlation of Loss Differences) for the Hugging Face stack.",
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"cld-hf {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log at DEBUG level")
-    subparsers = parser.add_subparsers(dest="command", metavar="<subcommand>")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="log cld-hf at DEBUG level (cld-hf run: its info logs too)")
+    subparsers = parser.add_subparsers(dest="command", metavar="<subcommand>",
+                                       parser_class=CLIArgumentParser)
     for name, (module_name, help_text) in SUBCOMMANDS.items():
         if name == command:
             importlib.import_module(module_name).register(subparsers)
@@ -67,7 +99,8 @@ def make_parser(command: str | None = None) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI; returns the exit code.
+    """Run the CLI; returns the exit code (bad arguments raise ``SystemExit(2)``, as argparse
+    does, with one line on stderr).
 
     Examples
     --------
@@ -75,23 +108,39 @@ def main(argv: list[str] | None = None) -> int:
     usage: cld-hf ...
     0
     """
+    from .common import CommandError, UsageError
+
     argv = list(sys.argv[1:] if argv is None else argv)
     command = next((a for a in argv if not a.startswith("-")), None)
     parser = make_parser(command if command in SUBCOMMANDS else None)
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.INFO,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
+    args, extra = parser.parse_known_args(argv)
+    sub = _subparser(parser, args.command)
+    if extra:
+        (sub or parser).error(f"unrecognized arguments: {' '.join(extra)}")
     if args.command is None:
         parser.print_help()
         return 0
+    args._cli_argv = argv
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    package = logging.getLogger("cld_hf")
+    saved = package.level
+    quiet = args.command == "run"
+    package.setLevel(logging.DEBUG if args.verbose else logging.WARNING if quiet else logging.INFO)
     try:
         return int(args.func(args) or 0)
-    except (ValueError, OSError, TypeError, KeyError) as err:
+    except UsageError as err:
+        sub.error(str(err).strip())
+    except (CommandError, ValueError, OSError, TypeError, KeyError) as err:
         # StoreIntegrityError is a ValueError; PermissionError, NotADirectoryError are OSErrors
-        message = str(err).strip() or type(err).__name__
+        message = (str(err).strip() or type(err).__name__).splitlines()[0]
         print(f"cld-hf {args.command}: error: {message}", file=sys.stderr)
         return 1
+    finally:
+        package.setLevel(saved)
 
 
+def _subparser(parser, command):
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            return action.choices.get(command)
+    return None

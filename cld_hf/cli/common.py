@@ -83,3 +83,102 @@ def read_run_info(directory) -> dict:
     """
     p = Path(directory) / RUN_INFO_FILE
     return json.loads(p.read_text()) if p.is_file() else {}
+
+
+class UsageError(ValueError):
+    """A bad argument found after parsing: ``cld-hf`` reports it like argparse (exit 2)."""
+
+
+class CommandError(RuntimeError):
+    """The work failed for a reason the message explains: ``cld-hf`` exits 1 with it."""
+
+
+SAVED_DATASET_OUTPUTS = ("data-*.arrow", "state.json", "dataset_info.json", "dataset_dict.json",
+                         "cache-*.arrow", RUN_INFO_FILE)
+"""What ``save_to_disk`` (and cld-hf beside it) writes into a dataset directory: the only paths
+``--overwrite-output-dir`` removes there."""
+
+
+def existing_outputs(directory, outputs) -> list[Path]:
+    """The paths in ``directory`` that match the glob patterns ``outputs``.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> d = Path(tempfile.mkdtemp()); (d / "state.json").write_text("{}"); (d / "notes.txt").touch()
+    2
+    >>> [p.name for p in existing_outputs(d, SAVED_DATASET_OUTPUTS)]
+    ['state.json']
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        return []
+    return sorted({p for pattern in outputs for p in directory.glob(pattern)})
+
+
+def check_output_dir(directory, *, overwrite: bool, outputs, flag: str = "--output-dir",
+                     inputs=()) -> Path:
+    """Before any work: an existing non-empty ``directory`` is refused unless ``overwrite``;
+    ``directory`` may not be one of the ``inputs`` (``save_to_disk`` cannot write over the
+    dataset it reads). The same rule for ``cld-hf run``, ``score`` and ``select``.
+
+    Raises
+    ------
+    FileExistsError
+        Naming ``--overwrite-output-dir`` (which removes only the ``outputs`` patterns).
+    UsageError
+        ``directory`` is a file, or one of ``inputs``.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> d = Path(tempfile.mkdtemp()); (d / "notes.txt").touch()
+    >>> check_output_dir(d, overwrite=False, outputs=["*.arrow"], flag="-o")
+    Traceback (most recent call last):
+    ...
+    FileExistsError: -o ... is not empty (notes.txt); choose another -o or pass --overwrite-output-dir (which removes only what this command writes: *.arrow).
+    >>> check_output_dir(d, overwrite=True, outputs=["*.arrow"]) == d
+    True
+    """
+    directory = Path(directory)
+    if directory.exists() and not directory.is_dir():
+        raise UsageError(f"{flag} {str(directory)!r} is a file; pass a directory.")
+    for source in inputs:
+        if source is not None and Path(source).exists() and \
+                Path(source).resolve() == directory.resolve():
+            raise UsageError(f"{flag} {str(directory)!r} is the input dataset: save_to_disk cannot "
+                             f"write over the dataset it reads. Choose another {flag}.")
+    if directory.is_dir() and not overwrite:
+        present = sorted(p.name for p in directory.iterdir())
+        if present:
+            shown = ", ".join(present[:5]) + (f", ... ({len(present)} entries)"
+                                              if len(present) > 5 else "")
+            raise FileExistsError(
+                f"{flag} {str(directory)!r} is not empty ({shown}); choose another {flag} or pass "
+                f"--overwrite-output-dir (which removes only what this command writes: "
+                f"{', '.join(outputs)}).")
+    return directory
+
+
+def remove_outputs(directory, outputs) -> list[Path]:
+    """Remove what a previous run of the command wrote (the ``outputs`` patterns) and nothing
+    else; create ``directory``. Returns the removed paths.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> d = Path(tempfile.mkdtemp()); (d / "state.json").write_text("{}"); (d / "notes.txt").touch()
+    2
+    >>> [p.name for p in remove_outputs(d, SAVED_DATASET_OUTPUTS)], sorted(p.name for p in d.iterdir())
+    (['state.json'], ['notes.txt'])
+    """
+    import shutil
+
+    removed = existing_outputs(directory, outputs)
+    for path in removed:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+    Path(directory).mkdir(parents=True, exist_ok=True)
+    return removed

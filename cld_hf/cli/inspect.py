@@ -25,8 +25,10 @@ def register(subparsers) -> None:
     )
     p.add_argument("path", help="a store directory (store.json) or a save_to_disk directory")
     p.add_argument("--split", default=None, help="split of a DatasetDict")
-    p.add_argument("--label-column", default=None)
-    p.add_argument("--score-column", default="cld_score")
+    p.add_argument("--label-column", default=None,
+                   help="class column (default: labels, then label)")
+    p.add_argument("--score-column", default="cld_score",
+                   help="column of the scores summarised per class (default: cld_score)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
     p.add_argument("--verify", action="store_true",
                    help="store only: check every file against its SHA-256 (exit 1 on a mismatch)")

@@ -67,7 +67,8 @@ def register(subparsers) -> None:
     card = p.add_argument_group("card")
     card.add_argument("--source-dataset", default=None,
                       help="Hub id of the dataset sample_index points into (default: cld_run.json)")
-    card.add_argument("--source-revision", default=None)
+    card.add_argument("--source-revision", default=None,
+                      help="revision (commit or tag) of --source-dataset")
     card.add_argument("--source-split", default=None, help="default: cld_run.json's, else train")
     card.add_argument("--license", default=None, help="e.g. the source dataset's license")
     card.add_argument("--tag", action="append", default=None, dest="tags",
@@ -77,8 +78,10 @@ def register(subparsers) -> None:
     hub.add_argument("--token", default=None, help="Hub token with write access")
     hub.add_argument("--revision", default=None, help="branch to push to (created if missing)")
     hub.add_argument("--create-pr", action="store_true", help="open a pull request instead")
-    hub.add_argument("--commit-message", default=None)
-    hub.add_argument("--max-shard-size", default="500MB", help="largest Parquet shard")
+    hub.add_argument("--commit-message", default=None,
+                     help="message of both commits (default: one naming the coreset)")
+    hub.add_argument("--max-shard-size", default="500MB",
+                     help="largest Parquet shard (default: 500MB)")
     p.set_defaults(func=run)
 
 

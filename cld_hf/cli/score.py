@@ -4,7 +4,15 @@ from __future__ import annotations
 
 import argparse
 
-from .common import RUN_INFO_FILE, positive_int, read_run_info, write_json
+from .common import (
+    RUN_INFO_FILE,
+    SAVED_DATASET_OUTPUTS,
+    check_output_dir,
+    positive_int,
+    read_run_info,
+    remove_outputs,
+    write_json,
+)
 
 EPILOG = """\
 examples:
@@ -25,7 +33,11 @@ def register(subparsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("store", help="directory of a LossTrajectories store (holds store.json)")
-    p.add_argument("-o", "--output-dir", required=True, help="where to save the scored dataset")
+    p.add_argument("-o", "--output-dir", required=True,
+                   help="where to save the scored dataset (refused when it exists and is not "
+                   "empty, unless --overwrite-output-dir)")
+    p.add_argument("--overwrite-output-dir", "--overwrite", action="store_true",
+                   help="write into an existing -o, removing only a saved dataset there")
     p.add_argument("--dataset", default=None,
                    help="the training dataset (save_to_disk directory) the store was recorded on; "
                    "its columns are kept. Without it the output holds sample_index, label, scores")
@@ -33,7 +45,8 @@ def register(subparsers) -> None:
     p.add_argument("--label-column", default=None,
                    help="label column of --dataset (default: labels, then label)")
     p.add_argument("--first", type=positive_int, default=None, help="use the first K snapshots")
-    p.add_argument("--every", type=positive_int, default=1, help="use every J-th snapshot")
+    p.add_argument("--every", type=positive_int, default=1,
+                   help="use every J-th snapshot (default: 1)")
     p.add_argument("--streaming", action="store_true",
                    help="score snapshot by snapshot (StreamingCLD, O(N) memory)")
     p.add_argument("--missing-query-class", choices=["error", "global"], default="error",
@@ -89,6 +102,9 @@ def run(args) -> int:
     from .common import load_saved_dataset
 
     log = logging.getLogger("cld_hf.score")
+    out = check_output_dir(args.output_dir, overwrite=args.overwrite_output_dir,
+                           outputs=SAVED_DATASET_OUTPUTS, flag="-o",
+                           inputs=[args.store, args.dataset])
     store = LossTrajectories(args.store)
     scores = store.scores(first=args.first, every=args.every, streaming=args.streaming,
                           missing_query_class=args.missing_query_class)
@@ -100,6 +116,7 @@ def run(args) -> int:
         ds = store.to_dataset().remove_columns("loss_trajectory")
     trajectory = None if args.no_trajectory or store.streaming else store.train_losses()
     ds = scored_dataset(ds, scores, trajectory=trajectory, overwrite=True)
+    remove_outputs(out, SAVED_DATASET_OUTPUTS)  # scored: a previous output may go now
     ds.save_to_disk(args.output_dir)
     info = dict(read_run_info(args.store))
     info.update(store.metadata)

@@ -4,7 +4,17 @@ from __future__ import annotations
 
 import argparse
 
-from .common import RUN_INFO_FILE, fraction_type, positive_int, read_run_info, write_json
+from .common import (
+    RUN_INFO_FILE,
+    SAVED_DATASET_OUTPUTS,
+    UsageError,
+    check_output_dir,
+    fraction_type,
+    positive_int,
+    read_run_info,
+    remove_outputs,
+    write_json,
+)
 
 EPILOG = """\
 examples:
@@ -26,14 +36,21 @@ def register(subparsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("scored", help="a scored dataset directory (from cld-hf score or run)")
-    p.add_argument("-o", "--output-dir", required=True, help="where to save the coreset")
+    p.add_argument("-o", "--output-dir", required=True,
+                   help="where to save the coreset (refused when it exists and is not empty, "
+                   "unless --overwrite-output-dir)")
+    p.add_argument("--overwrite-output-dir", "--overwrite", action="store_true",
+                   help="write into an existing -o, removing only a saved dataset there")
     size = p.add_mutually_exclusive_group(required=True)
     size.add_argument("--fraction", type=fraction_type, help="coreset size as a share, e.g. 0.1")
     size.add_argument("--size", type=positive_int, help="coreset size in samples")
     p.add_argument("--balance", choices=["equal", "proportional"], default="equal",
                    help="equal k per class (the paper's rule, default) or keep class ratios")
-    p.add_argument("--score-column", default="cld_score")
-    p.add_argument("--label-column", default=None, help="default: labels, then label")
+    p.add_argument("--score-column", default="cld_score",
+                   help="column of the scores to select by, highest kept first (default: "
+                   "cld_score)")
+    p.add_argument("--label-column", default=None,
+                   help="class column (default: labels, then label)")
     p.add_argument("--split", default=None, help="split of the input when it is a DatasetDict")
     p.add_argument("--strategy", default="top",
                    choices=["top", "random", "noise_adaptive", "coverage"],
@@ -43,7 +60,8 @@ def register(subparsers) -> None:
     p.add_argument("--store", default=None,
                    help="the LossTrajectories store of the run: query losses (noise_adaptive, "
                    "coverage) and the embeddings signal (coverage)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the sampling strategies")
+    p.add_argument("--seed", type=int, default=0,
+                   help="seed of the sampling strategies (default: 0)")
     p.add_argument("--indices-only", action="store_true",
                    help="save only sample_index, label and score (rebuild with Dataset.select)")
     p.set_defaults(func=run)
@@ -57,13 +75,18 @@ def run(args) -> int:
     from ..selection import class_budgets
     from .common import load_saved_dataset
 
+    if args.strategy in ("noise_adaptive", "coverage") and args.store is None:
+        raise UsageError(f"--strategy {args.strategy} estimates the noise rate from the query "
+                         f"losses: pass --store <the run's trajectories directory>.")
+    out = check_output_dir(args.output_dir, overwrite=args.overwrite_output_dir,
+                           outputs=SAVED_DATASET_OUTPUTS, flag="-o", inputs=[args.scored])
     ds = load_saved_dataset(args.scored, args.split)
     label_column = find_label_column(ds.column_names, args.label_column)
+    if args.score_column not in ds.column_names:
+        raise UsageError(f"--score-column {args.score_column!r} is not a column of "
+                         f"{args.scored}; its columns are {ds.column_names}.")
     query_losses = embeddings = None
     if args.strategy in ("noise_adaptive", "coverage"):
-        if args.store is None:
-            raise ValueError(f"--strategy {args.strategy} estimates the noise rate from the query "
-                             f"losses: pass --store <the run's trajectories directory>.")
         from ..trajectories import LossTrajectories
 
         store = LossTrajectories(args.store)
@@ -76,6 +99,7 @@ def run(args) -> int:
                           query_losses=query_losses, embeddings=embeddings)
     if args.indices_only:
         core = core.select_columns([INDEX_COLUMN, label_column, args.score_column])
+    remove_outputs(out, SAVED_DATASET_OUTPUTS)  # the coreset is made: a previous one may go
     core.save_to_disk(args.output_dir)
     labels = np.asarray(ds.with_format("numpy", columns=[label_column])[label_column][:])
     budgets = class_budgets(labels, fraction=args.fraction, size=args.size, balance=args.balance)

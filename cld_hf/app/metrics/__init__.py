@@ -37,6 +37,11 @@ def load_metric(name: str, **kwargs):
         One of :func:`available_metrics`.
     **kwargs
         Passed to ``evaluate.load``.
+
+    Examples
+    --------
+    >>> load_metric("accuracy").compute(predictions=[0, 1, 1], references=[0, 1, 0])
+    {'accuracy': 0.6666666666666666}
     """
     import evaluate
 
