@@ -1,9 +1,7 @@
-"""End to end: `cld-hf run` in a subprocess with tiny settings, checking every output file."""
+"""End to end: `cld-hf run` in-process (``cld_hf.cli.main``) with tiny settings, checking every
+output file; RunArguments validation; the results table."""
 
 import json
-import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
@@ -16,14 +14,15 @@ from cld_hf.app.data import apply_label_noise
 from cld_hf.app.results import results_markdown
 
 
-def test_cld_hf_run_end_to_end_writes_every_output(tmp_path):
+def test_cld_hf_run_end_to_end_writes_every_output(tmp_path, capsys):
+    from cld_hf.cli import main
+
     out = tmp_path / "run"
-    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", TOKENIZERS_PARALLELISM="false")
-    cmd = [sys.executable, "-m", "cld_hf.cli", "run", "--output-dir", str(out), "--proxy-epochs", "3",
-           "--target-epochs", "1", "--seeds", "2", "--fractions", "0.1", "0.3", "--label-noise", "0.1"]
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "| fraction | cld | random |" in proc.stdout
+    cmd = ["run", "--output-dir", str(out), "--proxy-epochs", "3", "--target-epochs", "1",
+           "--seeds", "2", "--fractions", "0.1", "0.3", "--label-noise", "0.1", "--threads", "1"]
+    assert main(cmd) == 0, capsys.readouterr().err[-3000:]
+    stdout = capsys.readouterr().out
+    assert "| fraction | cld | random |" in stdout
 
     results = json.loads((out / "results.json").read_text())
     assert len(results["runs"]) == 2 * 2 * 2  # fractions x methods x seeds
@@ -59,13 +58,17 @@ def test_cld_hf_run_end_to_end_writes_every_output(tmp_path):
     assert "coreset" in dcard.data.tags and {c["config_name"] for c in dcard.data.configs} == {"default", "indices"}
     mcard = ModelCard.load(out / "hub" / "model" / "README.md")
     assert "cld" in mcard.data.tags
-    for name in ["score_distribution.png", "accuracy_vs_fraction.png"]:
+    for name in ["score_distribution.png", "accuracy_vs_fraction.png", "coreset_composition.png",
+                 "kept_and_dropped.png"]:
         assert (out / "plots" / name).read_bytes()[:4] == b"\x89PNG"
     assert any(p.name.startswith("trajectories_class_") for p in (out / "plots").iterdir())
+    assert "cld random" in (out / "hub" / "dataset" / "README.md").read_text() or \
+        "cld, random" in (out / "hub" / "dataset" / "README.md").read_text()
 
-    # an existing output directory is refused with the fix, exit code 1
-    again = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
-    assert again.returncode == 1 and "--overwrite-output-dir" in again.stderr
+    # an existing output directory is refused with the fix, exit code 1, one line
+    assert main(cmd) == 1
+    err = capsys.readouterr().err
+    assert "--overwrite-output-dir" in err and len(err.strip().splitlines()) == 1
 
 
 @pytest.mark.parametrize(
@@ -78,6 +81,9 @@ def test_cld_hf_run_end_to_end_writes_every_output(tmp_path):
         ({"balance": "even"}, "balance == 'even'"),
         ({"proxy_epochs": 1}, "at least 3 loss snapshots"),
         ({"push_to_hub": "noslash"}, "'<namespace>/<name>'"),
+        ({"task": "summarization"}, "task == 'summarization'"),
+        ({"fractions": [0.1, 0.1]}, "more than once"),
+        ({"learning_rate": 0.0}, "learning_rate == 0.0"),
     ],
 )
 def test_run_arguments_reject_bad_values(kwargs, match):
@@ -205,3 +211,26 @@ def test_run_and_recording_options_are_checked_together():
         check_run(RunArguments(proxy_epochs=4), RecorderConfig(every_n_epochs=2,
                                                                record_initial=False))
     check_run(RunArguments(methods=["cld", "herding"]), RecorderConfig(mode="train_pass"))
+
+
+def test_a_last_training_batch_of_one_is_dropped_but_every_test_sample_is_evaluated(tmp_path):
+    """Regression: with 25 training samples and batch size 8 the last batch (1 sample) is
+    dropped, and dataloader_drop_last also emptied a 12-sample test loader (batch 256), so the
+    run failed with KeyError: 'eval_accuracy'."""
+    from datasets import Dataset
+
+    from cld_hf.app.builtin import make_image_classifier
+    from cld_hf.app.inputs import image_inputs
+    from cld_hf.app.training import train_and_evaluate
+
+    rng = np.random.default_rng(0)
+    ds = Dataset.from_dict({"pixel_values": rng.random((37, 1, 4, 4)).astype(np.float32),
+                            "label": np.arange(37) % 2})
+    train, test = ds.select(range(25)), ds.select(range(25, 37))
+    inputs = image_inputs(train, column="pixel_values", label_column="label")
+    trainer, acc = train_and_evaluate(
+        make_image_classifier(2, seed=0), inputs.view(train), inputs.view(test),
+        output_dir=tmp_path, epochs=1, batch_size=8, learning_rate=1e-2, seed=0,
+        data_collator=inputs.collate)
+    assert 0.0 <= acc <= 1.0 and acc * 12 == round(acc * 12)
+    assert trainer.state.global_step == 3  # 25 // 8: the batch of one dropped

@@ -120,3 +120,143 @@ def test_bad_arguments_exit_codes(recorded, capsys):
     assert main(["score", str(tmp / "store"), "--dataset", str(tmp / "store"), "-o", str(tmp / "o")]) == 1
     assert main(["plot", str(tmp / "train"), "-o", str(tmp / "p")]) == 1
     assert "no 'cld_score' column" in capsys.readouterr().err
+
+
+# ----------------------------------------------- arguments, exit codes, the overwrite rule
+
+
+def test_run_help_shows_hyphenated_options_first_with_defaults_and_clear_switches(capsys):
+    with pytest.raises(SystemExit) as exc:
+        main(["run", "--help"])
+    assert exc.value.code == 0
+    text = capsys.readouterr().out
+    assert "--no_" not in text and "--proxy_epochs" not in text  # underscores still parse
+    assert "--proxy-epochs PROXY_EPOCHS" in text and "(default: 15)" in text
+    assert "(default: 0.1 0.3)" in text and "(default: cld random)" in text
+    assert "--no-full-baseline    skip the target runs on the full training set" in text
+    assert "--no-plots            write no PNG plots" in text
+    assert "--overwrite-output-dir, --overwrite" in text
+    assert "[FULL_BASELINE]" not in text and "--full-baseline " not in text
+    assert "--task {auto,image-classification,text-classification,causal-lm}" in text
+    assert "exit codes:" in text
+    # the underscore spellings HfArgumentParser adds still work
+    parser = make_parser("run")
+    args = parser.parse_args(["run", "--proxy_epochs", "4", "--no_plots", "--label_column", "y"])
+    assert args.proxy_epochs == 4 and args.plots is False and args.label_column == "y"
+
+
+@pytest.mark.parametrize("name", ["select", "inspect"])
+def test_score_column_has_help(name, capsys):
+    with pytest.raises(SystemExit):
+        main([name, "--help"])
+    text = capsys.readouterr().out
+    assert "--score-column SCORE_COLUMN\n                        column of the scores" in text
+
+
+@pytest.mark.parametrize(
+    "argv,message",
+    [
+        (["run", "--fractions", "1.5"], "cld-hf run: error: --fractions contains 1.5, each must be in (0, 1]"),
+        (["run", "--methods", "nonsense"], "cld-hf run: error: --methods contains 'nonsense'"),
+        (["run", "--bogus"], "cld-hf run: error: unrecognized arguments: --bogus"),
+        (["run", "--seeds", "x"], "cld-hf run: error: argument --seeds: invalid int value: 'x'"),
+        (["run", "--proxy-epochs", "1"], "cld-hf run: error: --proxy-epochs == 1"),
+        (["run", "--mode", "train_pass", "--methods", "cld", "forgetting"],
+         "cld-hf run: error: --mode == 'train_pass'"),
+        (["run", "--task", "vision"], "cld-hf run: error: argument --task: invalid choice"),
+        (["select", "x", "--fraction", "1.5", "-o", "o"], "cld-hf select: error: argument --fraction"),
+        (["select", "x", "--fraction", "0.1", "--strategy", "coverage", "-o", "o"],
+         "cld-hf select: error: --strategy coverage estimates the noise rate"),
+        (["--bogus"], "cld-hf: error: unrecognized arguments: --bogus"),
+        (["nonsense"], "cld-hf: error: argument <subcommand>: invalid choice: 'nonsense'"),
+    ],
+)
+def test_every_bad_argument_exits_2_with_one_line(argv, message, capsys, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(SystemExit) as exc:
+        main(argv)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith(message), err
+    assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+def test_select_and_score_refuse_a_non_empty_output_unless_overwrite(recorded, capsys):
+    tmp = recorded[0]
+    assert main(["score", str(tmp / "store"), "-o", str(tmp / "scored")]) == 0
+    core = tmp / "core"
+    core.mkdir()
+    (core / "notes.txt").write_text("mine")
+    capsys.readouterr()
+    for argv in (["select", str(tmp / "scored"), "--fraction", "0.2", "-o", str(core)],
+                 ["score", str(tmp / "store"), "-o", str(core)]):
+        assert main(argv) == 1
+        err = capsys.readouterr().err
+        assert "is not empty (notes.txt)" in err and "--overwrite-output-dir" in err
+        assert len(err.strip().splitlines()) == 1
+    assert main(["select", str(tmp / "scored"), "--fraction", "0.2", "-o", str(core),
+                 "--overwrite"]) == 0
+    assert len(load_from_disk(str(core))) == 12 and (core / "notes.txt").read_text() == "mine"
+    # again, smaller: the previous coreset's files are replaced, the user's file stays
+    assert main(["select", str(tmp / "scored"), "--size", "3", "-o", str(core),
+                 "--overwrite-output-dir"]) == 0
+    assert len(load_from_disk(str(core))) == 3 and (core / "notes.txt").exists()
+    assert json.loads((core / "cld_run.json").read_text())["size"] == 3
+    assert main(["score", str(tmp / "store"), "-o", str(tmp / "scored"), "--overwrite"]) == 0
+
+
+def test_an_output_that_is_the_input_is_a_bad_argument(recorded, capsys):
+    tmp = recorded[0]
+    assert main(["score", str(tmp / "store"), "-o", str(tmp / "scored")]) == 0
+    with pytest.raises(SystemExit) as exc:
+        main(["select", str(tmp / "scored"), "--fraction", "0.2", "-o", str(tmp / "scored"),
+              "--overwrite"])
+    assert exc.value.code == 2
+    assert "is the input dataset" in capsys.readouterr().err
+    assert len(load_from_disk(str(tmp / "scored"))) == 60  # untouched
+
+
+def test_run_refuses_a_non_empty_output_dir_before_loading(tmp_path, capsys):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "thesis.tex").write_text("mine")
+    assert main(["run", "--output-dir", str(out), "--proxy-epochs", "2"]) == 1
+    err = capsys.readouterr().err
+    assert "is not empty (thesis.tex)" in err and "--overwrite-output-dir" in err
+
+
+def test_cld_hf_plot_results_has_the_full_set_line_title_and_every_method(recorded, capsys,
+                                                                          monkeypatch):
+    """Regression: the copy `cld-hf plot --results` made had no full-set line and a generic
+    title."""
+    from cld_hf.app import plots
+
+    tmp = recorded[0]
+    assert main(["score", str(tmp / "store"), "--dataset", str(tmp / "train"), "-o",
+                 str(tmp / "scored")]) == 0
+    rows = [{"fraction": f, "method": m, "seed": s, "accuracy": a}
+            for f in (0.1, 0.3) for m, a in (("cld", 0.8), ("random", 0.7), ("el2n", 0.6))
+            for s in (0, 1)]
+    results = {"arguments": {"dataset": "data/pets", "fractions": [0.1, 0.3], "seeds": 2,
+                             "balance": "equal"},
+               "runs": rows, "full_data_accuracy": [0.9, 0.92]}
+    (tmp / "results.json").write_text(json.dumps(results))
+    seen = {}
+    original = plots.plot_accuracy_vs_fraction
+
+    def spy(rows, path, **kwargs):
+        fig = original(rows, None, **kwargs)
+        seen["legend"] = [t.get_text() for t in fig.axes[0].get_legend().get_texts()]
+        seen["title"] = fig.axes[0].get_title()
+        return original(rows, path, **kwargs)
+
+    monkeypatch.setattr(plots, "plot_accuracy_vs_fraction", spy)
+    assert main(["plot", str(tmp / "scored"), "--results", str(tmp / "results.json"),
+                 "-o", str(tmp / "plots")]) == 0
+    assert seen["title"].startswith("pets: target test accuracy by coreset size")
+    assert {"cld", "random", "el2n", "full training set (91.0%)",
+            "full training set ± 1 std"} <= set(seen["legend"])
+    names = sorted(p.name for p in (tmp / "plots").iterdir())
+    assert names[:3] == ["accuracy_vs_fraction.png", "coreset_composition.png",
+                         "score_distribution.png"] and names[3].startswith("trajectories_class_")
+    assert len(names) == 4  # no image column: no kept_and_dropped grid

@@ -133,6 +133,14 @@ def plot_score_distribution(scores, labels, path, *, class_names=None, threshold
             body.set_facecolor("tab:blue")
             body.set_alpha(0.25)
     noisy = None if noisy is None else np.asarray(noisy, dtype=bool)
+    labelled = set()
+
+    def once(text):
+        if text in labelled:
+            return None
+        labelled.add(text)
+        return text
+
     for p, c, g in zip(positions, classes, groups):
         flipped = np.zeros(len(g), bool) if noisy is None else noisy[labels == c]
         if len(g) > max_points:
@@ -141,19 +149,18 @@ def plot_score_distribution(scores, labels, path, *, class_names=None, threshold
             g, flipped = g[keep], flipped[keep]
         x = p + rng.uniform(-0.18, 0.18, len(g))
         ax.scatter(x[~flipped], g[~flipped], s=6, color="tab:blue", alpha=0.5, lw=0, zorder=2,
-                   label="sample" if p == 1 else None)
+                   label=once("sample"))
         if flipped.any():
             ax.scatter(x[flipped], g[flipped], s=9, color=NOISY_COLOR, alpha=0.8, lw=0,
-                       zorder=2, label="sample with a flipped label" if p == 1 else None)
+                       zorder=2, label=once("sample with a flipped label"))
     if thresholds:
         cmap = plt.get_cmap("autumn")
         for j, (fraction, per_class) in enumerate(sorted(thresholds.items())):
             color = cmap(j / max(1, len(thresholds) - 1) * 0.8)
-            for i, (p, c) in enumerate(zip(positions, classes)):
+            for p, c in zip(positions, classes):
                 if int(c) in per_class:
                     ax.hlines(per_class[int(c)], p - 0.38, p + 0.38, color=color, lw=2, zorder=3,
-                              label=f"{_pct(fraction)} coreset keeps the dots above"
-                              if i == 0 else None)
+                              label=once(f"{_pct(fraction)} coreset keeps the dots above"))
     ax.legend(fontsize=8, loc="lower left", framealpha=0.9)
     ax.set_xticks(positions, [_class_name(int(c), class_names) for c in classes],
                   rotation=45 if len(classes) > 10 else 0)
@@ -397,6 +404,9 @@ def plot_coreset_composition(labels, selections: Mapping, path, *, class_names=N
         ax.set_title(f"{_pct(fraction)} coreset", fontsize=10)
         ax.legend(fontsize=7, ncol=min(4, len(methods) + 2), loc="upper right", framealpha=0.9)
         ax.set_ylim(0, sizes.max() * 1.35)
+        from matplotlib.ticker import MaxNLocator
+
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))
     fig.suptitle(title or "Coreset composition per class: samples kept by each method (seed 0)"
                  + (" and the flipped labels among them" if noisy is not None else ""),
                  fontsize=11)

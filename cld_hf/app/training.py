@@ -126,5 +126,10 @@ def train_and_evaluate(model, train_dataset, test_dataset, *, output_dir, epochs
     if not progress:
         trainer.remove_callback(ProgressCallback)
     trainer.train()
-    acc = trainer.evaluate()["eval_accuracy"]
-    return trainer, float(acc)
+    # drop_last is for the training batches only: the evaluation keeps every test sample
+    trainer.args.dataloader_drop_last = False
+    metrics = trainer.evaluate()
+    if "eval_accuracy" not in metrics:
+        raise ValueError(f"The evaluation on {len(test_dataset)} test samples gave no accuracy "
+                         f"(metrics {sorted(metrics)}): is the test split empty?")
+    return trainer, float(metrics["eval_accuracy"])

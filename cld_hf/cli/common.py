@@ -182,3 +182,31 @@ def remove_outputs(directory, outputs) -> list[Path]:
             path.unlink()
     Path(directory).mkdir(parents=True, exist_ok=True)
     return removed
+
+
+def quiet_datasets():
+    """A context in which ``datasets`` shows no progress bars (restored on exit): the
+    subcommands print one line of their own instead.
+
+    Examples
+    --------
+    >>> import datasets
+    >>> with quiet_datasets():
+    ...     datasets.is_progress_bar_enabled()
+    False
+    """
+    import contextlib
+
+    import datasets
+
+    @contextlib.contextmanager
+    def quiet():
+        enabled = datasets.is_progress_bar_enabled()
+        datasets.disable_progress_bars()
+        try:
+            yield
+        finally:
+            if enabled:
+                datasets.enable_progress_bars()
+
+    return quiet()

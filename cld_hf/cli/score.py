@@ -10,6 +10,7 @@ from .common import (
     check_output_dir,
     positive_int,
     read_run_info,
+    quiet_datasets,
     remove_outputs,
     write_json,
 )
@@ -117,7 +118,8 @@ def run(args) -> int:
     trajectory = None if args.no_trajectory or store.streaming else store.train_losses()
     ds = scored_dataset(ds, scores, trajectory=trajectory, overwrite=True)
     remove_outputs(out, SAVED_DATASET_OUTPUTS)  # scored: a previous output may go now
-    ds.save_to_disk(args.output_dir)
+    with quiet_datasets():
+        ds.save_to_disk(args.output_dir)
     info = dict(read_run_info(args.store))
     info.update(store.metadata)
     info.update(num_snapshots=store.num_snapshots, first=args.first, every=args.every,

@@ -12,6 +12,7 @@ from .common import (
     fraction_type,
     positive_int,
     read_run_info,
+    quiet_datasets,
     remove_outputs,
     write_json,
 )
@@ -100,7 +101,8 @@ def run(args) -> int:
     if args.indices_only:
         core = core.select_columns([INDEX_COLUMN, label_column, args.score_column])
     remove_outputs(out, SAVED_DATASET_OUTPUTS)  # the coreset is made: a previous one may go
-    core.save_to_disk(args.output_dir)
+    with quiet_datasets():
+        core.save_to_disk(args.output_dir)
     labels = np.asarray(ds.with_format("numpy", columns=[label_column])[label_column][:])
     budgets = class_budgets(labels, fraction=args.fraction, size=args.size, balance=args.balance)
     info = dict(read_run_info(args.scored))
