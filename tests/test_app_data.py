@@ -89,7 +89,8 @@ def test_run_on_an_imagefolder_indexes_before_the_hold_out_and_keeps_class_names
     results = json.loads((out / "results.json").read_text())
     assert results["class_names"] == ["bird", "cat", "dog"] and results["task"] == "image-classification"
     card = (out / "hub" / "dataset" / "README.md").read_text()
-    assert "| 0 | bird |" in card and "proxy " in card and "cld-hf run --dataset" in card
+    assert "| 0 | bird |" in card and "| `test_accuracy` | proxy model: " in card
+    assert "cld-hf run --dataset" in card and "bird, cat, dog" in card
     model_card = (out / "hub" / "model" / "README.md").read_text()
     assert "| accuracy | test |" in model_card
     assert json.loads((out / "proxy_model" / "config.json").read_text())["id2label"]["1"] == "cat"
@@ -129,7 +130,8 @@ def test_run_on_save_to_disk_pil_images_with_any_label_column(tmp_path, capsys):
 
 
 def test_run_on_image_arrays_with_integer_labels(tmp_path, capsys):
-    """HWC uint8 arrays under 'img', plain int64 labels (no ClassLabel), no test split."""
+    """HWC uint8 arrays under 'img', plain int64 labels (no ClassLabel), no test split; the
+    losses taken from the training steps (--mode train_pass: the callback gets the Trainer)."""
     rng = np.random.default_rng(2)
     labels = [i % 3 for i in range(36)]
     ds = Dataset.from_dict({"img": np.stack([_blob(rng, c, 6, 3) for c in labels]),
@@ -139,13 +141,15 @@ def test_run_on_image_arrays_with_integer_labels(tmp_path, capsys):
     ds.save_to_disk(str(tmp_path / "arrays"))
     out = tmp_path / "run"
     code, _, stderr, ours = _run(["run", "--dataset", str(tmp_path / "arrays"), "--output-dir",
-                                  str(out), "--no-plots", "--no-full-baseline", *FAST], capsys)
+                                  str(out), "--no-plots", "--no-full-baseline", "--mode",
+                                  "train_pass", *FAST], capsys)
     assert code == 0, stderr
     assert ours == []
     results = json.loads((out / "results.json").read_text())
     assert results["class_names"] == ["0", "1", "2"] and results["test_split"].startswith("20%")
-    assert json.loads((out / "scored" / "cld_run.json").read_text())["input"].startswith(
-        "column 'img' (arrays (HWC), 3 channel(s))")
+    info = json.loads((out / "scored" / "cld_run.json").read_text())
+    assert info["input"] == "column 'img' (arrays (HWC), 3 channel(s))"
+    assert info["record_mode"] == "train_pass" and info["num_snapshots"] == 3
 
 
 def test_cld_hf_outputs_feed_back_into_run(tmp_path, capsys):
@@ -217,6 +221,15 @@ def test_run_on_text_classification_trains_a_tokenizer_on_the_training_split(tmp
     assert "kept_and_dropped.md" in {p.name for p in (out / "plots").iterdir()}
     assert "| kept |" in (out / "plots" / "kept_and_dropped.md").read_text()
     assert "neg " in stdout
+
+    # --model: the first run's proxy (weights, config, tokenizer) fine-tuned as proxy and target
+    code, _, stderr, _ = _run(
+        ["run", "--dataset", str(tmp_path / "reviews"), "--label-column", "sentiment",
+         "--model", str(out / "proxy_model"), "--output-dir", str(tmp_path / "again"),
+         "--no-full-baseline", "--no-plots", *FAST], capsys)
+    assert code == 0, stderr
+    again = json.loads((tmp_path / "again" / "scored" / "cld_run.json").read_text())
+    assert again["proxy_model"] == str(out / "proxy_model")
 
 
 @pytest.mark.parametrize(

@@ -201,7 +201,7 @@ def _plan(args, config, n_train: int, n_query: int, n_test: int, budget_sizes) -
 def _accuracy_summary(proxy_acc: float, runs, full, seeds: int) -> str:
     """One line for the cards: the proxy's test accuracy, each method's target accuracy per
     fraction, and the full set's."""
-    parts = [f"proxy {100 * proxy_acc:.2f}"]
+    parts = [f"proxy model: {100 * proxy_acc:.2f}"]
     for fraction in sorted({r["fraction"] for r in runs}):
         cells = []
         for method in dict.fromkeys(r["method"] for r in runs):
@@ -209,10 +209,11 @@ def _accuracy_summary(proxy_acc: float, runs, full, seeds: int) -> str:
                    if r["method"] == method and r["fraction"] == fraction]
             if acc:
                 cells.append(f"{method} {np.mean(acc):.2f} ± {np.std(acc):.2f}")
-        parts.append(f"{100 * fraction:g}%: " + ", ".join(cells))
+        parts.append(f"{100 * fraction:g}% coresets: " + ", ".join(cells))
     if full:
         parts.append(f"full training set: {100 * np.mean(full):.2f} ± {100 * np.std(full):.2f}")
-    return "; ".join(parts) + f" (test accuracy in %; targets: mean ± std over {seeds} seed(s))"
+    return "; ".join(parts) + (f" (test accuracy in %; the targets: mean ± std over {seeds} "
+                               f"seed(s))")
 
 
 def _run_classification(args: RunArguments, config, out: Path, *, command: str) -> dict:
@@ -282,12 +283,14 @@ def _run_classification(args: RunArguments, config, out: Path, *, command: str) 
     test_view = inputs.view(data.test)
     evaluate_units = len(data.test) / (3 * args.batch_size)
 
-    def train(label, model, dataset, *, epochs, seed, output_dir, callbacks=()):
+    def train(label, model, dataset, *, epochs, seed, output_dir, callbacks=(),
+              trainer_callbacks=()):
         progress.start_run(label)
         trainer, acc = train_and_evaluate(
             model, inputs.view(dataset), test_view, output_dir=output_dir, epochs=epochs,
             batch_size=args.batch_size, learning_rate=lr, seed=seed, label_column=label_column,
-            callbacks=[*callbacks, progress.callback()], data_collator=inputs.collate)
+            callbacks=[*callbacks, progress.callback()], data_collator=inputs.collate,
+            trainer_callbacks=trainer_callbacks)
         progress.advance(evaluate_units)
         return trainer, acc
 
@@ -300,7 +303,19 @@ def _run_classification(args: RunArguments, config, out: Path, *, command: str) 
             recording = make_config(config, {
                 "label_column": label_column, "progress": False, "log_summary": False,
                 "signals": list(dict.fromkeys([*config.signals, *signals]))})
-            cld = CLDCallback(inputs.view(query_ds), recording, output_dir=out / "trajectories")
+            query_view = inputs.view(query_ds)
+            made = []
+
+            def with_trainer(trainer):  # train_pass reads the training steps: it needs the Trainer
+                made.append(CLDCallback(query_view, recording, output_dir=out / "trajectories",
+                                        trainer=trainer))
+                return made[-1]
+
+            if config.mode == "train_pass":
+                before, after = [], [with_trainer]
+            else:
+                made.append(CLDCallback(query_view, recording, output_dir=out / "trajectories"))
+                before, after = [made[0]], []
             sweeps = progress.callback(count_steps=False,
                                        sweep_units=(len(train_ds) + len(query_ds))
                                        / (3 * args.batch_size),
@@ -309,7 +324,8 @@ def _run_classification(args: RunArguments, config, out: Path, *, command: str) 
             proxy_trainer, proxy_acc = train(
                 "proxy model, recording the loss trajectories", make_model(args.seed), train_ds,
                 epochs=args.proxy_epochs, seed=args.seed, output_dir=out / "proxy_training",
-                callbacks=[cld, sweeps])
+                callbacks=[*before, sweeps], trainer_callbacks=after)
+            cld = made[0]
             progress.phase("scoring")
             scored = cld.scored_dataset(train_ds)
             proxy_trainer.model.save_pretrained(str(out / "proxy_model"))  # safetensors, no pickle

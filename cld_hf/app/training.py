@@ -81,7 +81,7 @@ def model_factory(args: RunArguments, num_labels: int, num_channels: int | None,
 
 def train_and_evaluate(model, train_dataset, test_dataset, *, output_dir, epochs, batch_size,
                        learning_rate, seed, label_column="label", callbacks=None,
-                       progress=False, data_collator=None, **overrides):
+                       progress=False, data_collator=None, trainer_callbacks=(), **overrides):
     """Train ``model`` with ``Trainer`` and return ``(trainer, test accuracy)``.
 
     Accuracy comes from the ``evaluate`` accuracy module shipped with cld-hf. With a
@@ -89,7 +89,9 @@ def train_and_evaluate(model, train_dataset, test_dataset, *, output_dir, epochs
     :meth:`~cld_hf.app.inputs.ModelInputs.view`), the Trainer keeps every column
     (``remove_unused_columns=False``): the collator builds the model's batch. ``progress=True``
     shows the Trainer's own progress bar; otherwise the Trainer prints nothing (no bars, no
-    metric dicts).
+    metric dicts). ``trainer_callbacks`` are functions ``fn(trainer) -> TrainerCallback`` for
+    callbacks that need the Trainer (``CLDCallback(..., trainer=trainer, mode="train_pass")``),
+    added before the ``callbacks`` that follow them in the list.
 
     Examples
     --------
@@ -122,6 +124,14 @@ def train_and_evaluate(model, train_dataset, test_dataset, *, output_dir, epochs
     trainer = Trainer(model=model, args=targs, train_dataset=train_dataset,
                       eval_dataset=test_dataset, compute_metrics=compute_metrics,
                       callbacks=callbacks, data_collator=data_collator)
+    if trainer_callbacks:
+        given = [c for c in trainer.callback_handler.callbacks if any(c is x for x in callbacks or ())]
+        for callback in given:
+            trainer.remove_callback(callback)
+        for make in trainer_callbacks:
+            trainer.add_callback(make(trainer))
+        for callback in given:
+            trainer.add_callback(callback)
     trainer.remove_callback(PrinterCallback)  # no per-run metric dicts on stdout
     if not progress:
         trainer.remove_callback(ProgressCallback)
