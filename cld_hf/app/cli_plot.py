@@ -169,7 +169,7 @@ def _kept_and_dropped(scored, out, scores, labels, *, class_names, noisy, image_
     inputs = image_inputs(scored, column=column, label_column=label_column,
                           image_size=image_size)
     view = inputs.view(scored)
-    return [plot_kept_and_dropped(lambda i: view[i]["pixel_values"].numpy(), scores, labels,
+    return [plot_kept_and_dropped(lambda i: inputs.pixels(view[i]), scores, labels,
                                   out / "kept_and_dropped.png", class_names=class_names,
                                   noisy=noisy, k=k)]
 

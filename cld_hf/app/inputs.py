@@ -5,13 +5,13 @@ A dataset of a user's own reaches the run in many shapes: an imagefolder (PIL im
 ``Array3D``, HWC ``uint8`` or CHW floats) or nested lists (``pixel_values`` as cld-hf's own
 ``scored/`` and coreset folders store it), or text (a ``text`` column). :func:`detect_task` finds
 the input column; :func:`image_inputs` and :func:`text_inputs` return a :class:`ModelInputs`:
-a ``datasets`` transform that turns the input and label columns of a row into ``pixel_values``
-(or ``input_ids``) and ``labels``, and the collator of those rows.
+a *view* of a dataset (its input and label columns only, through ``Dataset.with_format``) and
+the collator that turns rows of the view into ``pixel_values`` (or ``input_ids``) and
+``labels``.
 
-The transform is applied on a *view* of the dataset (``Dataset.with_transform``, only the two
-columns read), so the raw dataset keeps every column for the scored dataset and the coresets,
-and the Trainer runs with ``remove_unused_columns=False``: it never drops the image column before
-the transform reads it, and a label column of any name reaches the model as ``labels``.
+The raw dataset keeps every column for the scored dataset and the coresets, and the Trainer
+runs with ``remove_unused_columns=False``: it never drops the image column before the collator
+reads it, and a label column of any name reaches the model as ``labels``.
 """
 
 from __future__ import annotations
@@ -226,20 +226,25 @@ def _to_chw(value, layout: dict, size: int | None) -> np.ndarray:
 
 @dataclass
 class ModelInputs:
-    """How rows become model inputs: the input column, a row transform and a collator.
+    """How rows become model inputs: the input column, the dataset view the model reads and the
+    collator of its rows.
 
     Built by :func:`image_inputs` or :func:`text_inputs`. :meth:`view` gives the dataset the
-    model reads (two columns, transformed on access); :meth:`collate` makes a batch of those
-    rows, with ``labels``. Call :meth:`collate` on rows of a :meth:`view`.
+    model reads: only the input and label columns, in NumPy format for image arrays (fast, no
+    Python lists) and Python format for PIL images and texts; :meth:`collate` turns a list of
+    those rows into a batch: ``pixel_values`` (float32, CHW; PIL images converted and resized,
+    integer pixels scaled to [0, 1]) or ``input_ids`` + ``attention_mask`` (tokenized, padded),
+    and ``labels``.
 
     Examples
     --------
     >>> from datasets import Dataset
-    >>> ds = Dataset.from_dict({"pixel_values": [[[[0.0] * 4] * 4]] * 2, "target": [1, 0]})
+    >>> ds = Dataset.from_dict({"pixel_values": [[[[0.0] * 5] * 5]] * 2, "target": [1, 0]})
     >>> inputs = image_inputs(ds, column="pixel_values", label_column="target")
-    >>> batch = inputs.collate([inputs.view(ds)[i] for i in range(2)])
+    >>> view = inputs.view(ds)
+    >>> batch = inputs.collate([view[0], view[1]])
     >>> tuple(batch["pixel_values"].shape), batch["labels"].tolist()
-    ((2, 1, 4, 4), [1, 0])
+    ((2, 1, 5, 5), [1, 0])
     """
 
     task: str
@@ -252,46 +257,45 @@ class ModelInputs:
     max_length: int = 128
 
     def view(self, dataset):
-        """``dataset`` as the model reads it (``with_transform``; only two columns are read)."""
+        """``dataset`` as the model reads it: the input and label columns only (a format, no
+        copy), so the Trainer can run with ``remove_unused_columns=False``."""
         missing = [c for c in (self.column, self.label_column) if c not in dataset.column_names]
         if missing:
             raise ValueError(f"Columns {missing} not in the dataset; its columns are "
                              f"{dataset.column_names}.")
-        return dataset.with_transform(self._transform, columns=[self.column, self.label_column])
-
-    def _transform(self, batch):
-        labels = list(batch[self.label_column])
-        if self.task == "image-classification":
-            import torch
-
-            pixels = [torch.from_numpy(_to_chw(v, self.layout, self.image_size))
-                      for v in batch[self.column]]
-            return {"pixel_values": pixels, "labels": labels}
-        encoded = self.tokenizer(list(batch[self.column]), truncation=True,
-                                 max_length=self.max_length)
-        return {"input_ids": encoded["input_ids"], "labels": labels}
+        arrays = self.task == "image-classification" and self.layout.get("kind") == "array"
+        return dataset.with_format("numpy" if arrays else None,
+                                   columns=[self.column, self.label_column])
 
     def collate(self, rows: Sequence[dict]) -> dict:
-        """A batch of rows of :meth:`view`: stacked ``pixel_values`` (or padded ``input_ids``
-        with ``attention_mask``) and ``labels``."""
+        """A batch of rows of :meth:`view` (see the class docstring)."""
         import torch
 
-        labels = torch.tensor([int(r["labels"]) for r in rows], dtype=torch.long)
+        labels = torch.tensor([int(r[self.label_column]) for r in rows], dtype=torch.long)
         if self.task == "image-classification":
-            return {"pixel_values": torch.stack([r["pixel_values"] for r in rows]),
-                    "labels": labels}
-        pad = self.tokenizer.pad_token_id or 0
-        width = max(len(r["input_ids"]) for r in rows)
-        ids = torch.full((len(rows), width), pad, dtype=torch.long)
-        mask = torch.zeros((len(rows), width), dtype=torch.long)
-        for i, r in enumerate(rows):
-            n = len(r["input_ids"])
-            ids[i, :n] = torch.as_tensor(r["input_ids"], dtype=torch.long)
-            mask[i, :n] = 1
-        return {"input_ids": ids, "attention_mask": mask, "labels": labels}
+            pixels = np.stack([_to_chw(r[self.column], self.layout, self.image_size)
+                               for r in rows])
+            return {"pixel_values": torch.from_numpy(pixels), "labels": labels}
+        encoded = self.tokenizer([str(r[self.column]) for r in rows], truncation=True,
+                                 max_length=self.max_length, padding=True, return_tensors="pt")
+        return {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"],
+                "labels": labels}
 
     def __call__(self, rows):
         return self.collate(rows)
+
+    def pixels(self, row) -> np.ndarray:
+        """One row of :meth:`view` as the (C, H, W) float32 image the model sees.
+
+        Examples
+        --------
+        >>> from datasets import Dataset
+        >>> ds = Dataset.from_dict({"img": [np.full((2, 2, 3), 255, np.uint8)], "label": [0]})
+        >>> inputs = image_inputs(ds, column="img", label_column="label")
+        >>> inputs.pixels(inputs.view(ds)[0]).shape, float(inputs.pixels(inputs.view(ds)[0]).max())
+        ((3, 2, 2), 1.0)
+        """
+        return _to_chw(row[self.column], self.layout, self.image_size)
 
     def describe(self) -> str:
         """One line for the logs and the cards.
@@ -322,7 +326,7 @@ def image_inputs(dataset, *, column: str, label_column: str, image_size: int = 3
     >>> from datasets import Dataset
     >>> ds = Dataset.from_dict({"image": [np.zeros((6, 6, 3), dtype=np.uint8)], "label": [0]})
     >>> inputs = image_inputs(ds, column="image", label_column="label")
-    >>> inputs.num_channels, tuple(inputs.view(ds)[0]["pixel_values"].shape)
+    >>> inputs.num_channels, inputs.pixels(inputs.view(ds)[0]).shape
     (3, (3, 6, 6))
     """
     if len(dataset) == 0:
