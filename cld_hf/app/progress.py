@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
 import sys
 
 __all__ = ["JobProgress", "quiet_libraries", "training_units"]
@@ -38,8 +39,9 @@ class JobProgress:
 
     Forward-only passes (the loss sweeps, the test evaluations) count a third of a training
     step per batch-size worth of samples. On a terminal it is one tqdm bar, its description the
-    phase and the run; elsewhere (a log file, a pipe) one line per phase, with the share done
-    and the time left. ``enabled=False`` shows nothing.
+    phase and the run (log records print above it, :meth:`logging_above`); elsewhere (a log
+    file, a pipe) one line per phase, with the share done and the time left. ``enabled=False``
+    shows nothing.
 
     Examples
     --------
@@ -67,8 +69,17 @@ class JobProgress:
         self.run = 0
         self.description = "preparing"
         self._started = time.perf_counter()
+        width = 0
+        if self.interactive:
+            try:
+                width = os.get_terminal_size(self.file.fileno()).columns
+            except (AttributeError, OSError, ValueError):
+                width = 0
+        # A terminal that reports no width (some ptys) would get a bar cut to nothing.
         self._bar = tqdm(total=max(float(total), 1.0), file=self.file, leave=True,
-                         desc=self.description, dynamic_ncols=True, mininterval=0.2,
+                         desc=self.description, dynamic_ncols=width > 0,
+                         ncols=None if width > 0 else 100, nrows=None if width > 0 else 24,
+                         mininterval=0.2,
                          disable=not (self.enabled and self.interactive),
                          bar_format="{desc}: {percentage:3.0f}%|{bar}| {elapsed}<{remaining}")
 
@@ -87,7 +98,6 @@ class JobProgress:
         import time
 
         self.description = text
-        logging.getLogger("cld_hf.app").debug("phase: %s", text)
         if not self.enabled:
             return
         if self.interactive:
