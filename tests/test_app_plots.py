@@ -118,9 +118,12 @@ def test_composition_and_kept_dropped_grid(scored):
     fig = _labelled(plots.plot_coreset_composition(
         labels, {("cld", 0.1): [0, 1, 2], ("random", 0.1): [5, 6, 7], ("cld", 0.5): range(30)},
         None, class_names=["ant", "bee", "cow"], noisy=noisy))
-    assert [ax.get_title() for ax in fig.axes] == ["10% coreset", "50% coreset"]
-    heights = [p.get_height() for p in fig.axes[0].patches]
-    assert 20 in heights  # the class sizes behind the bars
+    assert [ax.get_title() for ax in fig.axes] == ["10% coreset (hatched: flipped labels)",
+                                                   "50% coreset (hatched: flipped labels)"]
+    assert [t.get_text() for t in fig.axes[0].get_xticklabels()] == ["ant\n(20)", "bee\n(20)",
+                                                                     "cow\n(20)"]
+    legend = [t.get_text() for t in fig.axes[1].get_legend().get_texts()]
+    assert legend == ["cld: 30 kept, 5 flipped (16.7%)"]
     images = np.asarray(scored.with_format("numpy")["pixel_values"][:])
     scores = np.asarray(scored["cld_score"][:])
     grid = plots.plot_kept_and_dropped(lambda i: images[i], scores, labels, None,

@@ -122,7 +122,7 @@ def plot_score_distribution(scores, labels, path, *, class_names=None, threshold
     scores, labels = np.asarray(scores, dtype=np.float64), np.asarray(labels)
     classes = _largest_classes(labels, max_classes)
     rng = np.random.default_rng(seed)
-    fig, ax = plt.subplots(figsize=(max(6.5, 0.6 * len(classes) + 2.5), 4.6))
+    fig, ax = plt.subplots(figsize=(max(7.5, 0.6 * len(classes) + 2.5), 5.0))
     positions = np.arange(1, len(classes) + 1)
     groups = [scores[labels == c] for c in classes]
     violin_at = [p for p, g in zip(positions, groups) if len(g) > 1 and np.ptp(g) > 0]
@@ -161,7 +161,9 @@ def plot_score_distribution(scores, labels, path, *, class_names=None, threshold
                 if int(c) in per_class:
                     ax.hlines(per_class[int(c)], p - 0.38, p + 0.38, color=color, lw=2, zorder=3,
                               label=once(f"{_pct(fraction)} coreset keeps the dots above"))
-    ax.legend(fontsize=8, loc="lower left", framealpha=0.9)
+    # below the axes: inside, it would hide the lowest scores, the ones CLD drops
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.14),
+              ncol=min(4, len(labelled)), frameon=False)
     ax.set_xticks(positions, [_class_name(int(c), class_names) for c in classes],
                   rotation=45 if len(classes) > 10 else 0)
     ax.axhline(0.0, color="grey", lw=0.8, ls=":")
@@ -349,8 +351,9 @@ def plot_accuracy_vs_fraction(results: Sequence[Mapping], path, *, title: str | 
 def plot_coreset_composition(labels, selections: Mapping, path, *, class_names=None,
                              noisy=None, max_classes: int = 20, title: str | None = None):
     """How many training samples of each class each coreset keeps: one panel per fraction,
-    one bar per method and class, the class's size behind them in grey; with ``noisy`` (one
-    bool per training sample: label flipped), the flipped labels each coreset kept are hatched.
+    one bar per method and class (the class's size under its name); with ``noisy`` (one bool
+    per training sample: label flipped), the flipped labels each coreset kept are hatched and
+    counted in the legend.
 
     Parameters
     ----------
@@ -369,9 +372,13 @@ def plot_coreset_composition(labels, selections: Mapping, path, *, class_names=N
     >>> fig = plot_coreset_composition([0, 0, 1, 1, 1], {("cld", 0.4): [0, 2], ("random", 0.4): [1, 3]},
     ...                                None, noisy=[False, True, False, False, True])
     >>> fig.axes[0].get_xlabel(), fig.axes[0].get_ylabel()
-    ('class', 'training samples')
+    ('class (training samples)', 'samples kept')
+    >>> [t.get_text() for t in fig.axes[0].get_legend().get_texts()][:2]
+    ['cld: 2 kept, 0 flipped (0.0%)', 'random: 2 kept, 1 flipped (50.0%)']
     """
     plt = _pyplot()
+    from matplotlib.ticker import MaxNLocator
+
     labels = np.asarray(labels)
     classes = _largest_classes(labels, max_classes)
     fractions = sorted({float(f) for _, f in selections})[:4]
@@ -384,30 +391,34 @@ def plot_coreset_composition(labels, selections: Mapping, path, *, class_names=N
     width = 0.8 / max(1, len(methods))
     x = np.arange(len(classes))
     sizes = np.array([(labels == c).sum() for c in classes])
+    ticks = [f"{_class_name(int(c), class_names)}\n({n})" for c, n in zip(classes, sizes)]
     for ax, fraction in zip(axes[:, 0], fractions):
-        ax.bar(x, sizes, width=0.92, color="0.88", label="training samples of the class",
-               zorder=1)
+        top = 1
         for i, method in enumerate(methods):
-            idx = np.asarray(selections.get((method, fraction), []), dtype=np.int64)
+            if (method, fraction) not in selections:
+                continue
+            idx = np.asarray(selections[(method, fraction)], dtype=np.int64)
             kept = np.array([(labels[idx] == c).sum() for c in classes])
+            top = max(top, kept.max(initial=0))
+            label = f"{method}: {len(idx)} kept"
             pos = x - 0.4 + width * (i + 0.5)
-            ax.bar(pos, kept, width=width * 0.95, color=cmap(i % cmap.N), label=method, zorder=2)
             if noisy is not None:
                 flipped = np.array([(noisy[idx] & (labels[idx] == c)).sum() for c in classes])
+                share = 100 * noisy[idx].mean() if len(idx) else 0.0
+                label += f", {int(noisy[idx].sum())} flipped ({share:.1f}%)"
+            ax.bar(pos, kept, width=width * 0.95, color=cmap(i % cmap.N), label=label, zorder=2)
+            if noisy is not None:
                 ax.bar(pos, flipped, width=width * 0.95, color="none", edgecolor="black",
-                       hatch="////", lw=0, zorder=3,
-                       label="of which flipped labels" if i == 0 else None)
-        ax.set_xticks(x, [_class_name(int(c), class_names) for c in classes],
-                      rotation=45 if len(classes) > 10 else 0)
-        ax.set_xlabel("class")
-        ax.set_ylabel("training samples")
-        ax.set_title(f"{_pct(fraction)} coreset", fontsize=10)
-        ax.legend(fontsize=7, ncol=min(4, len(methods) + 2), loc="upper right", framealpha=0.9)
-        ax.set_ylim(0, sizes.max() * 1.35)
-        from matplotlib.ticker import MaxNLocator
-
+                       hatch="////", lw=0, zorder=3)
+        ax.set_xticks(x, ticks, rotation=45 if len(classes) > 10 else 0, fontsize=8)
+        ax.set_xlabel("class (training samples)")
+        ax.set_ylabel("samples kept")
+        ax.set_title(f"{_pct(fraction)} coreset" + (" (hatched: flipped labels)"
+                                                    if noisy is not None else ""), fontsize=10)
+        ax.legend(fontsize=7, ncol=min(3, len(methods)), loc="upper right", framealpha=0.9)
+        ax.set_ylim(0, top * 1.4)
         ax.yaxis.set_major_locator(MaxNLocator(integer=True))
-    fig.suptitle(title or "Coreset composition per class: samples kept by each method (seed 0)"
+    fig.suptitle(title or "Coreset composition per class: samples each method keeps (seed 0)"
                  + (" and the flipped labels among them" if noisy is not None else ""),
                  fontsize=11)
     return _finish(plt, fig, path)

@@ -43,6 +43,9 @@ examples:
   cld-hf select scored/ --fraction 0.1 -o coreset/
   cld-hf inspect scored/
   cld-hf <subcommand> --help                  # options and examples of one subcommand
+  cld-hf -v <subcommand> ...                  # with cld-hf's debug logs
+
+exit codes: 0 done; 1 the work failed (one line says why); 2 a bad argument (one line names it).
 """
 
 
