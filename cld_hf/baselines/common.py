@@ -262,11 +262,12 @@ def check_unit_interval(a: np.ndarray, name: str) -> np.ndarray:
     return a
 
 
-def columns(num_snapshots: int, first: int | None, name: str = "first") -> np.ndarray:
-    """Snapshot columns ``0 .. min(first, S) - 1`` (all when ``first`` is None)."""
+def columns(num_snapshots: int, first: int | None, name: str = "first") -> slice:
+    """Snapshot columns ``0 .. min(first, S) - 1`` (all when ``first`` is None), as a slice:
+    ``a[:, columns(...)]`` is a view, not a copy of the ``(N, S)`` signal."""
     if first is not None:
         check_int(name, first, min_val=1)
-    return snapshot_window(num_snapshots, first=first)
+    return slice(0, len(snapshot_window(num_snapshots, first=first)))
 
 
 def check_window(window: int, used: int, first, num_snapshots: int) -> int:
@@ -445,11 +446,13 @@ _KNN_BLOCK = 1 << 22  # elements of the distance block computed at once
 def neighbors_without_self(x: np.ndarray, n_neighbors: int):
     """Exact Euclidean k nearest neighbours of each row among the other rows (NumPy).
 
-    Distances come from one Gram block per group of rows (BLAS), candidates by
-    ``argpartition``, then the candidates' distances are recomputed from direct differences (no
-    cancellation) and ordered by (distance, index). The row itself is never its own neighbour; a
-    duplicate of it may be, at distance 0. Cost ``O(n^2 d)``, memory ``O(n)`` plus a block of
-    at most ``2**22`` distances: this runs per class, so it is bounded by the largest class.
+    The rows are centred (distances do not change, the rounding of the Gram form shrinks), the
+    squared distances of a group of rows come from one BLAS Gram block,
+    ``||x_i||^2 + ||x_j||^2 - 2 x_i . x_j`` (as scikit-learn's ``euclidean_distances``), the
+    ``k`` nearest by ``argpartition`` and they are ordered by (distance, index). The row itself is
+    never its own neighbour; a duplicate of it may be, at distance ~0. Cost ``O(n^2 d)``, memory
+    ``O(n)`` plus a block of at most ``2**22`` distances: this runs per class, so it is bounded by
+    the largest class.
 
     Returns ``(distances, indices)`` of shape ``(n, m)`` with ``m = min(n_neighbors, n - 1)``,
     each row sorted by distance (ties: lower index).
@@ -457,7 +460,7 @@ def neighbors_without_self(x: np.ndarray, n_neighbors: int):
     Examples
     --------
     >>> d, i = neighbors_without_self(np.array([[0.0], [1.0], [3.0], [3.0]]), 2)
-    >>> i.tolist(), d.tolist()
+    >>> i.tolist(), d.round(6).tolist()
     ([[1, 2], [0, 2], [3, 1], [2, 1]], [[1.0, 3.0], [1.0, 2.0], [0.0, 2.0], [0.0, 2.0]])
     """
     x = np.asarray(x, dtype=np.float64)
@@ -465,24 +468,24 @@ def neighbors_without_self(x: np.ndarray, n_neighbors: int):
     m = min(n_neighbors, n - 1)
     if m <= 0:
         return np.zeros((n, 0)), np.zeros((n, 0), dtype=np.int64)
-    cand = min(m + 2, n - 1)  # a little slack against rounding in the Gram distances
+    x = x - x.mean(axis=0)
+    cand = min(m + 2, n - 1)  # a little slack so that ties go to the lower index
     sq = np.einsum("ij,ij->i", x, x)
     dist = np.empty((n, m))
     ind = np.empty((n, m), dtype=np.int64)
-    rows = max(1, _KNN_BLOCK // max(n, cand * x.shape[1]))
+    rows = max(1, _KNN_BLOCK // n)
     for start in range(0, n, rows):
         stop = min(n, start + rows)
-        d2 = sq[start:stop, None] + sq[None, :] - 2.0 * (x[start:stop] @ x.T)
         local = np.arange(stop - start)
+        d2 = sq[start:stop, None] + sq[None, :] - 2.0 * (x[start:stop] @ x.T)
         d2[local, start + local] = np.inf  # never its own neighbour
         if cand < n - 1:
             idx = np.argpartition(d2, cand - 1, axis=1)[:, :cand]
         else:
             idx = np.broadcast_to(np.arange(n), (stop - start, n))
             idx = idx[idx != (start + local)[:, None]].reshape(stop - start, n - 1)
-        diff = x[start:stop, None, :] - x[idx]
-        exact = np.sqrt(np.einsum("rkd,rkd->rk", diff, diff))
-        order = np.lexsort((idx, exact))[:, :m]
-        dist[start:stop] = np.take_along_axis(exact, order, axis=1)
+        near = np.maximum(np.take_along_axis(d2, idx, axis=1), 0.0)
+        order = np.lexsort((idx, near))[:, :m]
+        dist[start:stop] = np.sqrt(np.take_along_axis(near, order, axis=1))
         ind[start:stop] = np.take_along_axis(idx, order, axis=1)
     return dist, ind

@@ -323,7 +323,7 @@ def dyn_unc_scores(true_prob, *, window: int = 10, first: int | None = None) -> 
     """
     p = check_unit_interval(check_array(true_prob, "true_prob"), "true_prob")
     cols = columns(p.shape[1], first)
-    window = check_window(window, len(cols), first, p.shape[1])
+    window = check_window(window, cols.stop, first, p.shape[1])
     return _window_stats(p[:, cols], window, difficulty=False).astype(np.float32)
 
 
@@ -364,7 +364,7 @@ def dual_scores(true_prob, *, window: int = 10, first: int | None = 30) -> np.nd
     """
     p = check_unit_interval(check_array(true_prob, "true_prob"), "true_prob")
     cols = columns(p.shape[1], first)
-    window = check_window(window, len(cols), first, p.shape[1])
+    window = check_window(window, cols.stop, first, p.shape[1])
     return _window_stats(p[:, cols], window, difficulty=True).astype(np.float32)
 
 
@@ -449,7 +449,7 @@ def dual_beta_select(
     check_int("seed", seed, min_val=0)
     groups = check_budgets(budgets, lab)
     cols = columns(p.shape[1], first)
-    window = check_window(window, len(cols), first, p.shape[1])
+    window = check_window(window, cols.stop, first, p.shape[1])
     early = p[:, cols]
     score = _window_stats(early, window, difficulty=True)
     mean_p = early.mean(axis=1)

@@ -559,7 +559,7 @@ def _tdds(c: np.ndarray, window: int, decay: float, first, *, transitions: bool)
     """
     check_float("decay", decay, min_val=0.0, max_val=1.0, include_min=False)
     cols = columns(c.shape[1], first)
-    window = check_window(window, len(cols), first, c.shape[1])
+    window = check_window(window, cols.stop, first, c.shape[1])
     c = c[:, cols]
     n_windows = c.shape[1] - window + 1
     score = np.zeros(len(c))
