@@ -2,7 +2,7 @@
 # requires-python = ">=3.10"
 # dependencies = ["cld-hf", "numpy", "scipy"]
 # ///
-"""Time and peak memory of every baseline's selection at ImageNet shape (issue "Close to the limits").
+"""Time and peak memory of every baseline's selection at ImageNet shape ("Close to the limits").
 
 Synthetic signals with class structure at the seed's ImageNet scenario (Appendix E): N = 1,268,355
 training samples, C = 1000 classes (sizes 732-1300, as ImageNet-1k), 512-d penultimate features,
@@ -95,7 +95,8 @@ def _needs_gib(method: str, scale: float) -> float:
 # ------------------------------------------------------------------------------ synthetic data
 
 
-def _labels(n: int, c: int, rng) -> "np.ndarray":
+def _labels(n: int, c: int, rng):
+    """Class ids of ``n`` samples over ``c`` classes of uneven sizes (ImageNet-like), shuffled."""
     import numpy as np
 
     sizes = rng.integers(732, 1301, size=c).astype(float)  # ImageNet-1k's class sizes
