@@ -1061,3 +1061,35 @@ def test_unknown_methods_and_options_are_refused():
 def test_bad_input_gets_a_clear_error(call, error, match):
     with pytest.raises(error, match=match):
         call()
+
+
+# ------------------------------------------------------------------------- benchmark script
+
+
+def _bench_module():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "scripts" / "bench_baselines.py"
+    spec = importlib.util.spec_from_file_location("bench_baselines", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_bench_script_generates_every_signal_and_runs_every_method_small():
+    bench = _bench_module()
+    for method in METHODS:
+        row = bench.run_one(method, 0.0005, 0.1)  # N = 634, 12 classes
+        assert row["k"] == 63 or row["k"] == 64, method
+        assert row["inputs_gib"] >= 0 and row["seconds"] >= 0
+    table = bench.markdown([row, {"method": "aum", "scale": 1.0, "error": "timeout"}])
+    assert table.splitlines()[0].startswith("| method | Appendix E cost |")
+    assert "| aum |" in table and "timeout" in table
+
+
+def test_bench_script_main_runs_a_method_in_a_child_process(capsys):
+    bench = _bench_module()
+    assert bench.main(["--scale", "0.0005", "--methods", "aum", "--threads", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "| aum | 3N T_proxy f + 3k T f_large | 0.0005 (634) |" in out
