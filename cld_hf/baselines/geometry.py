@@ -187,10 +187,10 @@ def moderate_scores(embeddings, labels, *, center: str = "median") -> np.ndarray
 # --------------------------------------------------------------------------------------------
 
 
-def _distances_to(x: np.ndarray, j: int) -> np.ndarray:
-    """Euclidean distances of every row to row ``j`` (direct differences, no cancellation)."""
-    diff = x - x[j]
-    return np.sqrt(np.einsum("ij,ij->i", diff, diff))
+def _sq_distances_to(x: np.ndarray, sq: np.ndarray, j: int) -> np.ndarray:
+    """Squared Euclidean distances of every row of the (centred) ``x`` to row ``j``: one
+    matrix-vector product, ``||x_i||^2 + ||x_j||^2 - 2 x_i . x_j``, clipped at 0."""
+    return np.maximum(sq + sq[j] - 2.0 * (x @ x[j]), 0.0)
 
 
 def kcenter_select(labels, budgets: dict, embeddings, *, seed: int = 0) -> np.ndarray:
@@ -231,16 +231,18 @@ def kcenter_select(labels, budgets: dict, embeddings, *, seed: int = 0) -> np.nd
     chosen = []
     for _, idx, k in check_budgets(budgets, lab):
         xc = _rows(x, idx)
+        xc -= xc.mean(axis=0)  # distances unchanged, less rounding in the Gram form
+        sq = np.einsum("ij,ij->i", xc, xc)
         first = int(rng.integers(len(idx)))
         picked = [first]
-        min_d = _distances_to(xc, first)
+        min_d = _sq_distances_to(xc, sq, first)
         free = np.ones(len(idx), dtype=bool)
         free[first] = False
         for _ in range(k - 1):
             j = int(np.argmax(np.where(free, min_d, -1.0)))
             picked.append(j)
             free[j] = False
-            np.minimum(min_d, _distances_to(xc, j), out=min_d)
+            np.minimum(min_d, _sq_distances_to(xc, sq, j), out=min_d)
         chosen.append(idx[np.asarray(picked)])
     return _finish(chosen)
 
