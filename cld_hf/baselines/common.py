@@ -440,6 +440,19 @@ def stratified_draw(pool: np.ndarray, bins: np.ndarray, k: int, strata: int,
 # Nearest neighbours
 # --------------------------------------------------------------------------------------------
 
+
+def csr_matrix(*args, **kwargs):
+    """``scipy.sparse.csr_matrix``, imported when first used, with the install command if
+    SciPy is missing (D2-Pruning's kNN graph and CAL's neighbour means need it)."""
+    try:
+        from scipy.sparse import csr_matrix as csr
+    except ImportError as err:  # pragma: no cover - SciPy is installed in the dev setup
+        raise ImportError(
+            "D2-Pruning and CAL build sparse kNN matrices with SciPy: pip install scipy "
+            "(or pip install 'cld-hf[baselines]')."
+        ) from err
+    return csr(*args, **kwargs)
+
 _KNN_BLOCK = 1 << 22  # elements of the distance block computed at once
 
 

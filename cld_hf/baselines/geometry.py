@@ -7,7 +7,8 @@ and D2-Pruning are greedy selections: they return the selected row indices direc
 the class budgets exactly. Moderate and CAL are scorers (float32, **higher kept first**) for
 :func:`cld_hf.select_top_per_class`.
 
-NumPy only. The kNN graphs of D2-Pruning and CAL are exact Euclidean neighbours within the
+NumPy, and SciPy's sparse matrices for D2-Pruning and CAL (``pip install scipy``; no
+scikit-learn). The kNN graphs of D2-Pruning and CAL are exact Euclidean neighbours within the
 class (:func:`~cld_hf.baselines.common.neighbors_without_self`: one BLAS Gram block per group of
 rows, then exact distances for the candidates). The greedy methods need distances or
 similarities to one new point per step; those are one NumPy line each. The features are read
@@ -24,6 +25,7 @@ from .common import (
     check_budgets,
     check_probs,
     class_groups,
+    csr_matrix,
     hard_prune_pool,
     neighbors_without_self,
 )
@@ -370,8 +372,6 @@ def graphcut_select(
 
 def _knn_graph(dist: np.ndarray, ind: np.ndarray, gamma: float):
     """Symmetric kNN graph with edge weights ``exp(-gamma * d)`` (CSR), from one kNN search."""
-    from scipy.sparse import csr_matrix
-
     n, m = ind.shape
     rows = np.repeat(np.arange(n), m)
     w = csr_matrix((np.exp(-gamma * dist.ravel()), (rows, ind.ravel())), shape=(n, n))
@@ -487,8 +487,6 @@ def d2_select(
 
 def _neighbour_mean(nb: np.ndarray):
     """Sparse ``(n, n)`` matrix averaging each row's ``m`` neighbours: ``M @ v = mean_j v[nb]``."""
-    from scipy.sparse import csr_matrix
-
     n, m = nb.shape
     return csr_matrix((np.full(n * m, 1.0 / m), nb.ravel(), np.arange(0, n * m + 1, m)),
                       shape=(n, n))
