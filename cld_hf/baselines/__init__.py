@@ -25,8 +25,9 @@ Two kinds of methods:
 :data:`METHODS` maps each method name to a :class:`Method` record (function, kind, signals, score
 direction, defaults, Appendix E cost). :func:`select_baseline` runs any of them by name from a
 dict of recorded signals; :data:`SIGNALS` says what each signal is and how to record it.
-GLISTER's adaptive version, which reselects during training, is not (see
-:data:`NOT_IMPLEMENTED`).
+Only GLISTER's adaptive version, which reselects during training, is not implemented (see
+:data:`NOT_IMPLEMENTED`). NumPy only, with SciPy's sparse matrices for D2-Pruning and CAL; no
+torch.
 
 Examples
 --------
