@@ -127,7 +127,7 @@ def test_a_store_of_cld_hf_0_1_opens_read_only_and_scores_as_then(tmp_path):
 
 
 def test_the_same_loop_run_records_byte_identical_snapshots_scores_and_selections(tmp_path):
-    from cld_hf.app.comparison import METHOD_NAMES, select_coresets
+    from cld_hf.app.comparison import select_coresets
 
     rec = record_loop_run(tmp_path / "store")
     legacy = DATA / "legacy_v1" / "store"
@@ -141,11 +141,23 @@ def test_the_same_loop_run_records_byte_identical_snapshots_scores_and_selection
     scores = rec.scores()
     assert scores.tobytes() == np.load(DATA / "legacy_v1" / "scores.npy").tobytes()
     want = json.loads((DATA / "legacy_v1" / "selections.json").read_text())
-    got = select_coresets(rec.store, list(METHOD_NAMES), fractions=[0.2, 0.5], seeds=2,
-                          progress=False)
+    old_methods = sorted({k.split("|")[0] for k in want})
+    got = select_coresets(rec.store, old_methods, fractions=[0.2, 0.5], seeds=2, progress=False)
     got = {f"{c.method}|{c.fraction}|{c.seed}": c.indices.tolist() for c in got}
-    changed = sorted(k for k in want if got.get(k) != want[k])
-    assert changed == [], f"selections differ from cld-hf 0.1: {changed}"
+    changed = sorted({k.split("|")[0] for k in want if got.get(k) != want[k]})
+    # changed on purpose by the fidelity issue (each to its paper / reference code); ccs_aum's
+    # per-class strata allocation changed, and the old one is not kept as an option
+    assert changed == ["aum", "ccs_aum", "d2_pruning", "forgetting"]
+    # ... and the old selections come back with the options that name the old behaviour
+    from cld_hf.baselines import forgetting_scores
+
+    toneva = forgetting_scores(rec.store.train_signal("correct"), variant="toneva")
+    options = {"aum": {"keep": "low"}, "forgetting": {"variant": "toneva"},
+               "d2_pruning": {"shift": True, "scores": toneva}}
+    again = select_coresets(rec.store, ["aum", "forgetting", "d2_pruning"], fractions=[0.2, 0.5],
+                            seeds=2, options=options, progress=False)
+    for c in again:
+        assert c.indices.tolist() == want[f"{c.method}|{c.fraction}|{c.seed}"], c.method
 
 
 def test_the_same_trainer_run_differs_only_where_0_1_changed_the_training(tmp_path):

@@ -80,10 +80,8 @@ from .gradients import (
     gradient_projections,
     grand_scores,
     last_layer_gradients,
-    tdds_kl_scores,
-    tdds_kl_terms,
-    tdds_scores,
 )
+from .tdds import tdds_kl_scores, tdds_kl_terms, tdds_scores
 
 __all__ = [
     "METHODS",

@@ -78,7 +78,7 @@ SIGNALS: dict[str, Signal] = {
         "index between snapshots, not all of them)",
         "column t: `(p_t * (log(p_t + 1e-8) - log(p_{t-1} + 1e-8))).abs().sum(-1)` with "
         "`p_t = softmax(logits_t)` (the TDDS code's per-epoch term); column 0 is 0 (no previous "
-        "snapshot). `cld_hf.baselines.gradients.tdds_kl_terms(probs_prev, probs_t)` computes it",
+        "snapshot). `cld_hf.baselines.tdds.tdds_kl_terms(probs_prev, probs_t)` computes it",
     ),
     "embeddings": Signal(
         "(N, D)", "float32", _END, "the penultimate features (input of the classifier head)"
