@@ -149,8 +149,8 @@ class SignalsMixin:
         return self._signal_matrix(name, 1, snapshots)
 
     # ---------------------------------------------------------------- end-of-training arrays
-    def save_array(self, name: str, array) -> Path:
-        """Store an array of the training samples, e.g. the final ``embeddings`` ``(N, D)``.
+    def save_array(self, name: str, array, *, part: str = "train") -> Path:
+        """Store an array of the training (or query) samples, e.g. the final ``embeddings``.
 
         Written atomically as ``array-<name>.safetensors`` (no pickle), with the number of
         snapshots recorded when it was taken: :meth:`truncate` to fewer snapshots removes it, as
@@ -160,8 +160,10 @@ class SignalsMixin:
         ----------
         name : str
             A Python identifier, e.g. ``"embeddings"`` or ``"probs"``.
-        array : array of shape (N, ...)
-            Row ``i`` describes training sample ``i``; bool or real (stored as float32).
+        array : array of shape (N, ...), or (Q, ...) with ``part="query"``
+            Row ``i`` describes sample ``i``; bool, integer (int64) or real (float32).
+        part : {"train", "query"}, default "train"
+            Which samples the rows are.
 
         Examples
         --------
@@ -177,16 +179,21 @@ class SignalsMixin:
 
         self._check_writable("save_array()")
         check_array_name(name)
+        if part not in ("train", "query"):
+            raise ValueError(f"part == {part!r}, must be 'train' or 'query'.")
+        rows = self.num_train if part == "train" else self.num_query
         a = np.asarray(array)
-        if a.ndim < 1 or a.shape[0] != self.num_train:
+        if a.ndim < 1 or a.shape[0] != rows:
+            what = "training" if part == "train" else "query"
             raise ValueError(
-                f"array {name!r} has shape {a.shape}; it must have one row per training sample "
-                f"(N={self.num_train}), row i = sample i."
+                f"array {name!r} has shape {a.shape}; it must have one row per {what} sample "
+                f"({'N' if part == 'train' else 'Q'}={rows}), row i = sample i."
             )
         if a.dtype != bool and not (np.issubdtype(a.dtype, np.floating)
                                     or np.issubdtype(a.dtype, np.integer)):
             raise TypeError(f"array {name!r} has dtype {a.dtype}; pass booleans or real numbers.")
-        a = np.ascontiguousarray(a if a.dtype == bool else a.astype(np.float32))
+        a = np.ascontiguousarray(a if a.dtype == bool else a.astype(
+            np.int64 if np.issubdtype(a.dtype, np.integer) else np.float32))
         data = save({name: a}, metadata={"num_snapshots": str(self.num_snapshots)})
         path = atomic_write_bytes(self.directory / array_name(name), data)
         self._manifest.arrays[name] = {"file": path.name, "bytes": len(data),
