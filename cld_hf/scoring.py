@@ -137,10 +137,11 @@ def _encode_labels(train_labels: np.ndarray, query_labels: np.ndarray):
         present[train_labels] = True
         present[query_labels] = True
         classes = np.flatnonzero(present)
-        lookup = np.cumsum(present, dtype=np.intp) - 1
+        code = np.int32 if len(classes) < 2**31 else np.intp  # half the memory of int64
+        lookup = (np.cumsum(present, dtype=np.intp) - 1).astype(code)
         return classes, lookup[train_labels], lookup[query_labels]
     classes, inverse = np.unique(np.concatenate([train_labels, query_labels]), return_inverse=True)
-    inverse = inverse.astype(np.intp, copy=False)
+    inverse = inverse.astype(np.int32 if len(classes) < 2**31 else np.intp, copy=False)
     return classes, inverse[: len(train_labels)], inverse[len(train_labels) :]
 
 
@@ -608,6 +609,8 @@ class StreamingCLD:
             np.zeros((c, 1)), self._qcounts, needed, self.classes, np.zeros(1), missing_query_class
         )
         self._fallback = np.flatnonzero(needed & (self._qcounts == 0))
+        # The class of each row in the smallest integer type: update() reads it every snapshot.
+        self._small_codes = self._tcodes.astype(np.min_scalar_type(max(c - 1, 0)))
         n = len(tlab)
         # Internal state. With e_t = w_t * d_t (w_t = 1 unless normalize="query_spread") and the
         # class trajectory m_t, per training row: the previous loss, the shift a = e_1 and the
@@ -717,7 +720,7 @@ class StreamingCLD:
         chunk = min(_STREAM_CHUNK_ROWS, n)
         if self._buf is None or self._buf.shape[1] < chunk:
             self._buf = np.empty((2, chunk), dtype=np.float64)
-        prev, shift, acc, codes = self._prev_train, self._shift_train, self._acc, self._tcodes
+        prev, shift, acc, codes = self._prev_train, self._shift_train, self._acc, self._small_codes
         for start in range(0, n, chunk):
             stop = min(start + chunk, n)
             buf = self._buf[:, : stop - start]
@@ -737,12 +740,12 @@ class StreamingCLD:
             np.multiply(e, e, out=e)
             acc[:, start:stop] += buf
 
-    def _train_sums(self) -> np.ndarray:
-        """sum(e - a) per training row."""
+    def _train_sums(self, rows=slice(None)) -> np.ndarray:
+        """sum(e - a) of the training rows ``rows``."""
         if self._sum_train is not None:
-            return self._sum_train
+            return self._sum_train[rows]
         k = max(self.num_used - 1, 0)
-        return (self._prev_train - self._first_train) - k * self._shift_train
+        return (self._prev_train[rows] - self._first_train[rows]) - k * self._shift_train[rows]
 
     def scores(self) -> np.ndarray:
         """The CLD scores of the snapshots fed so far (float32, shape (N,)).
@@ -762,22 +765,24 @@ class StreamingCLD:
                 f"every={self.every}). Feed more snapshots with update()."
             )
         k = self.num_used - 1
-        a, s1 = self._shift_train, self._train_sums()
-        s2, co = self._acc
-        m2_d = s2 - s1 * s1 / k
-        sumsq_d = s2 + a * (2.0 * s1 + k * a)  # sum e^2, for the zero-variance rule
         b, t1, t2 = self._shift_class, self._sum_class, self._sumsq_class
         m2_q = t2 - t1 * t1 / k
-        sumsq_q = t2 + b * (2.0 * t1 + k * b)
-        codes = self._tcodes
-        co = co - s1 * (t1 / k)[codes]
-        flat_q = _zero_variance(m2_q, sumsq_q)
-        flat_d = _zero_variance(m2_d, sumsq_d)
-        flat = flat_d | flat_q[codes]
-        denom = np.sqrt(np.where(flat, 1.0, m2_d * np.where(flat_q, 1.0, m2_q)[codes]))
-        r = co / denom
-        r[flat] = 0.0
-        return np.clip(r, -1.0, 1.0).astype(np.float32)
+        flat_q = _zero_variance(m2_q, t2 + b * (2.0 * t1 + k * b))
+        m2_q[flat_q] = 1.0
+        mean_q = t1 / k
+        out = np.empty(self.num_train, dtype=np.float32)
+        for start in range(0, self.num_train, _BLOCK_ROWS):  # bounded float64 temporaries
+            rows = slice(start, start + _BLOCK_ROWS)
+            codes = self._tcodes[rows]
+            a, s1 = self._shift_train[rows], self._train_sums(rows)
+            s2, co = self._acc[0, rows], self._acc[1, rows]
+            m2_d = s2 - s1 * s1 / k
+            flat = _zero_variance(m2_d, s2 + a * (2.0 * s1 + k * a)) | flat_q[codes]
+            r = (co - s1 * mean_q[codes]) / np.sqrt(np.where(flat, 1.0, m2_d * m2_q[codes]))
+            r[flat] = 0.0
+            np.clip(r, -1.0, 1.0, out=r)
+            out[rows] = r
+        return out
 
     def state_dict(self) -> dict:
         """Arrays and counters that restore this scorer with :meth:`load_state_dict`.
