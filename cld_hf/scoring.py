@@ -717,7 +717,7 @@ class StreamingCLD:
         self._sum_class += mc
         self._sumsq_class += mc * mc
         n = self.num_train
-        chunk = min(_STREAM_CHUNK_ROWS, n)
+        chunk = max(1, min(_STREAM_CHUNK_ROWS, n))
         if self._buf is None or self._buf.shape[1] < chunk:
             self._buf = np.empty((2, chunk), dtype=np.float64)
         prev, shift, acc, codes = self._prev_train, self._shift_train, self._acc, self._small_codes

@@ -643,3 +643,12 @@ def test_normalize_must_be_a_known_option():
         cld_scores(np.random.rand(4, 5), [0, 0, 1, 1], np.random.rand(2, 5), [0, 1], normalize="spread")
     with pytest.raises(ValueError, match=r"normalize == 'z', must be one of"):
         StreamingCLD([0, 1], [0, 1], normalize="z")
+
+
+def test_empty_training_set_gives_no_scores():
+    query, ql = np.random.default_rng(0).random((2, 5)), [0, 1]
+    assert cld_scores(np.zeros((0, 5)), np.zeros(0, dtype=int), query, ql).shape == (0,)
+    scorer = StreamingCLD(np.zeros(0, dtype=int), ql)
+    for t in range(5):
+        scorer.update(np.zeros(0), query[:, t])
+    assert scorer.scores().shape == (0,)
