@@ -80,6 +80,10 @@ _FAST_MIN_CENTRED = 0.5
 _FAST_MIN_S2 = 1e-30
 # Rows whose per-row statistics are finished (float64) together.
 _BLOCK_ROWS = 65536
+# A block where more than this fraction of rows needs float64 switches the next blocks to the
+# float64 formula; they switch back when the float32 kernel would keep this fraction again.
+_SWITCH_TO_FLOAT64 = 0.5
+_SWITCH_BACK = 0.9
 # Rows per chunk of a StreamingCLD update (its float64 temporaries stay in cache).
 _STREAM_CHUNK_ROWS = 16384
 
@@ -321,7 +325,8 @@ def cld_scores(
         * rms) gets weight 0: its normalised differences are 0 for every sample. Scaling the
         differences of one step by a positive factor, for all samples, changes nothing.
     chunk_size : int, default 1024
-        Rows scored at once (the cache-resident working set; the results do not depend on it).
+        Rows scored at once (the cache-resident working set, at most 65536; the results do not
+        depend on it).
     progress : bool, default False
         Show a tqdm progress bar over the chunks.
 
@@ -405,15 +410,20 @@ def cld_scores(
 
 def _score_rows(train, window, tcodes, unit, omega, chunk_size, progress) -> np.ndarray:
     """CLD of every row of ``train`` against ``unit[tcodes]``: the float32 one-pass kernel, then
-    the float64 two-pass formula for the rows it does not resolve (see "Precision")."""
+    the float64 two-pass formula for the rows it does not resolve (see "Precision").
+
+    Blocks where most rows need float64 (trend-dominated trajectories) switch the next blocks to
+    the float64 formula directly, and back when the float32 kernel would keep most rows again:
+    such data costs what the float64 formula costs, not both.
+    """
     n = train.shape[0]
     out = np.empty(n, dtype=np.float32)
     if n == 0:
         return out
     steps = unit.shape[1]  # T differences
     length = steps + 1  # snapshots in the window
-    chunk = min(chunk_size, n)
-    block = chunk * max(1, _BLOCK_ROWS // chunk)
+    block = _BLOCK_ROWS  # fixed, so that the float64 switches do not depend on chunk_size
+    chunk = min(chunk_size, n, block)
     direct = window is None and train.flags.c_contiguous
     compute = np.result_type(train.dtype, np.float32)
     # Class trajectories padded by a zero column: row i of the flat difference of a chunk ends
@@ -434,7 +444,8 @@ def _score_rows(train, window, tcodes, unit, omega, chunk_size, progress) -> np.
         ends = np.empty((2, block), dtype=compute)  # exact copies of the losses
     s2 = np.empty(block, dtype=np.float32)
     dots = np.empty(block, dtype=np.float32)
-    slow: list[np.ndarray] = []
+    exact = _ExactRows(train, window, tcodes, unit, omega, out)
+    use_float64 = False
     bar = None
     if progress:
         from tqdm.auto import tqdm
@@ -443,6 +454,13 @@ def _score_rows(train, window, tcodes, unit, omega, chunk_size, progress) -> np.
     with np.errstate(all="ignore"):  # non-finite rows go to the float64 path, which names them
         for b0 in range(0, n, block):
             b1 = min(b0 + block, n)
+            k = b1 - b0
+            if use_float64:
+                kept = exact.score(slice(b0, b1))
+                use_float64 = kept < _SWITCH_BACK * k
+                if bar is not None:
+                    bar.update(-(-k // chunk))
+                continue
             for start in range(b0, b1, chunk):
                 stop = min(start + chunk, b1)
                 m, o0, o1 = stop - start, start - b0, stop - b0
@@ -470,7 +488,6 @@ def _score_rows(train, window, tcodes, unit, omega, chunk_size, progress) -> np.
                 np.einsum("ij,ij->i", dv, g[:, :steps], out=dots[o0:o1])
                 if weights is not None:
                     np.einsum("ij->i", dv, out=s1[o0:o1])
-            k = b1 - b0
             sq = s2[:k].astype(np.float64)
             if weights is None:  # sum_t d_t = l_last - l_first, exact in float64
                 total = ends[1, :k].astype(np.float64) - ends[0, :k]
@@ -484,45 +501,70 @@ def _score_rows(train, window, tcodes, unit, omega, chunk_size, progress) -> np.
             np.clip(r, -1.0, 1.0, out=r)
             out[b0:b1] = r
             rest = np.flatnonzero(~ok)
-            if len(rest):
-                slow.append(b0 + rest)
+            if len(rest):  # now, while the block is likely still in the CPU's caches
+                exact.score(b0 + rest)
+                use_float64 = len(rest) > _SWITCH_TO_FLOAT64 * k
             if bar is not None:
                 bar.update(-(-k // chunk))
     if bar is not None:
         bar.close()
-    if slow:
-        _score_rows_exact(train, np.concatenate(slow), window, tcodes, unit, omega, chunk, out)
+    if exact.bad_rows:
+        _raise_non_finite("train_losses", train, np.concatenate(exact.bad_rows))
     return out
 
 
-def _score_rows_exact(train, rows, window, tcodes, unit, omega, chunk, out) -> None:
-    """The float64 two-pass formula for ``rows`` (sorted), written into ``out``; raises for rows
-    with NaN/inf losses inside the window."""
-    bad_rows = []
-    for i in range(0, len(rows), chunk):
-        idx = rows[i : i + chunk]
-        x = np.asarray(train[idx])
-        if window is not None:
-            x = x[:, window]
-        x = x.astype(np.float64, copy=False)
-        finite = np.isfinite(x).all(axis=1)
-        if not finite.all():
-            bad_rows.append(idx[~finite])
+class _ExactRows:
+    """The float64 two-pass formula (differences centred on their mean before squaring) for
+    some rows of the trajectory, written into ``out``; rows with NaN/inf losses in the window
+    score 0 and are collected in ``bad_rows``."""
+
+    def __init__(self, train, window, tcodes, unit, omega, out):
+        self.train, self.window, self.tcodes, self.unit, self.omega = train, window, tcodes, unit, omega
+        self.out = out
+        self.bad_rows: list[np.ndarray] = []
+        self.rows_per_pass = max(256, (1 << 20) // max(1, 8 * unit.shape[1]))  # ~1 MB of float64
+        self.buf = np.empty((self.rows_per_pass, unit.shape[1]), dtype=np.float64)
+
+    def score(self, rows) -> int:
+        """Score ``rows`` (a slice of the trajectory or sorted row numbers); returns how many of
+        them the float32 kernel would have kept."""
+        if isinstance(rows, slice):
+            parts = [slice(a, min(a + self.rows_per_pass, rows.stop))
+                     for a in range(rows.start, rows.stop, self.rows_per_pass)]
+        else:
+            parts = [rows[a : a + self.rows_per_pass] for a in range(0, len(rows), self.rows_per_pass)]
+        kept = 0
+        for part in parts:
+            kept += self._score(part)
+        return kept
+
+    def _score(self, rows) -> int:
+        x = self.train[rows]
+        if self.window is not None:
+            x = x[:, self.window]
+        d = self.buf[: x.shape[0]]
         with np.errstate(invalid="ignore", over="ignore"):
-            d = np.diff(x, axis=1)
-            if omega is not None:
-                d *= omega
+            np.subtract(x[:, 1:], x[:, :-1], out=d, dtype=np.float64)
+            if self.omega is not None:
+                d *= self.omega
             sumsq = np.einsum("ij,ij->i", d, d)
-            d -= (d.sum(axis=1) / d.shape[1])[:, None]  # centre over time (two-pass, stable)
+            total = d.sum(axis=1)
+            d -= (total / d.shape[1])[:, None]  # centre over time (two-pass, stable)
             m2 = np.einsum("ij,ij->i", d, d)
-            num = np.einsum("ij,ij->i", d, unit[tcodes[idx]])  # unit rows are centred, norm 1
+            num = np.einsum("ij,ij->i", d, self.unit[self.tcodes[rows]])  # unit rows: centred, norm 1
+            finite = np.isfinite(sumsq)
+            if not finite.all():  # NaN/inf losses, or differences beyond 1e154
+                suspect = np.flatnonzero(~finite)
+                bad = suspect[~np.isfinite(np.asarray(x[suspect])).all(axis=1)]
+                if len(bad):
+                    numbers = np.arange(rows.start, rows.stop) if isinstance(rows, slice) else rows
+                    self.bad_rows.append(numbers[bad])
             flat = _zero_variance(m2, sumsq) | ~finite
             r = num / np.sqrt(np.where(flat, 1.0, m2))
         r[flat] = 0.0
         np.clip(r, -1.0, 1.0, out=r)
-        out[idx] = r
-    if bad_rows:
-        _raise_non_finite("train_losses", train, np.concatenate(bad_rows))
+        self.out[rows] = r
+        return int(np.count_nonzero(m2 > _FAST_MIN_CENTRED * sumsq))
 
 
 # --------------------------------------------------------------------------------------------

@@ -652,3 +652,27 @@ def test_empty_training_set_gives_no_scores():
     for t in range(5):
         scorer.update(np.zeros(0), query[:, t])
     assert scorer.scores().shape == (0,)
+
+
+def test_blocks_switch_to_float64_and_back_without_changing_the_scores(monkeypatch):
+    # Trend-dominated rows send whole blocks to the float64 formula; noisy rows bring the float32
+    # kernel back. Small blocks make both switches happen several times in a small problem.
+    import cld_hf.scoring as scoring
+
+    monkeypatch.setattr(scoring, "_BLOCK_ROWS", 64)
+    kinds = {p[0]: p for p in PROBLEMS}
+    _, noisy, tl, query, ql = kinds["noisy float64"]
+    smooth = kinds["smooth (trend-dominated) float32"][1].astype(np.float64)
+    train = noisy.copy()
+    for lo, hi in [(64, 256), (400, 500)]:
+        train[lo:hi] = smooth[lo:hi]
+    calls = []
+    score = scoring._ExactRows.score
+    monkeypatch.setattr(scoring._ExactRows, "score", lambda self, rows: calls.append(rows) or score(self, rows))
+    ours = cld_scores(train, tl, query, ql, chunk_size=16)
+    assert any(isinstance(r, slice) for r in calls)  # whole blocks in float64
+    assert sum(isinstance(r, slice) for r in calls) < len(range(0, 601, 64))  # and back
+    np.testing.assert_allclose(ours, previous_cld_scores(train, tl, query, ql), atol=1e-6)
+    np.testing.assert_allclose(ours, reference_scores(train, tl, query, ql), atol=1e-6)
+    for chunk_size in (1, 7, 64, 1000):  # the blocks, hence the switches, do not move
+        np.testing.assert_array_equal(cld_scores(train, tl, query, ql, chunk_size=chunk_size), ours)
