@@ -41,7 +41,6 @@ trajectory gives exactly zero variance.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
 from typing import Literal
 
 import numpy as np
@@ -519,7 +518,8 @@ class _ExactRows:
     score 0 and are collected in ``bad_rows``."""
 
     def __init__(self, train, window, tcodes, unit, omega, out):
-        self.train, self.window, self.tcodes, self.unit, self.omega = train, window, tcodes, unit, omega
+        self.train, self.window, self.tcodes = train, window, tcodes
+        self.unit, self.omega = unit, omega
         self.out = out
         self.bad_rows: list[np.ndarray] = []
         self.rows_per_pass = max(256, (1 << 20) // max(1, 8 * unit.shape[1]))  # ~1 MB of float64
@@ -532,7 +532,8 @@ class _ExactRows:
             parts = [slice(a, min(a + self.rows_per_pass, rows.stop))
                      for a in range(rows.start, rows.stop, self.rows_per_pass)]
         else:
-            parts = [rows[a : a + self.rows_per_pass] for a in range(0, len(rows), self.rows_per_pass)]
+            step = self.rows_per_pass
+            parts = [rows[a : a + step] for a in range(0, len(rows), step)]
         kept = 0
         for part in parts:
             kept += self._score(part)
@@ -551,7 +552,8 @@ class _ExactRows:
             total = d.sum(axis=1)
             d -= (total / d.shape[1])[:, None]  # centre over time (two-pass, stable)
             m2 = np.einsum("ij,ij->i", d, d)
-            num = np.einsum("ij,ij->i", d, self.unit[self.tcodes[rows]])  # unit rows: centred, norm 1
+            # unit rows are centred with norm 1
+            num = np.einsum("ij,ij->i", d, self.unit[self.tcodes[rows]])
             finite = np.isfinite(sumsq)
             if not finite.all():  # NaN/inf losses, or differences beyond 1e154
                 suspect = np.flatnonzero(~finite)
@@ -877,8 +879,8 @@ class StreamingCLD:
         for key in train_keys:
             if np.shape(state[key]) != (self.num_train,):
                 raise ValueError(
-                    f"state[{key!r}] has shape {np.shape(state[key])}, expected ({self.num_train},):"
-                    f" the state was saved for a different training set."
+                    f"state[{key!r}] has shape {np.shape(state[key])}, expected "
+                    f"({self.num_train},): the state was saved for a different training set."
                 )
         saved = "query_spread" if int(state.get("normalize_query_spread", 0)) else "none"
         if saved != self.normalize:

@@ -126,7 +126,8 @@ def extra_peak(fn, *args, **kwargs) -> int:
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scale", type=float, default=1.0, help="fraction of ImageNet's N and Q")
     parser.add_argument("--snapshots", type=int, default=90)
     parser.add_argument("--classes", type=int, default=1000)
@@ -155,7 +156,8 @@ def main(argv=None):
         "read: train.sum()": (read_sum, (train,), {}),
         "read: einsum rows": (read_einsum_rows, (train,), {}),
         "cld_scores": (cld_scores, (train, tl, query, ql), {}),
-        "cld_scores query_spread": (cld_scores, (train, tl, query, ql), {"normalize": "query_spread"}),
+        "cld_scores query_spread": (cld_scores, (train, tl, query, ql),
+                                    {"normalize": "query_spread"}),
     }
     if args.streaming:
         columns = [np.ascontiguousarray(train[:, t]) for t in range(s)]
@@ -212,7 +214,6 @@ def main(argv=None):
                       "extra_peak_over_trajectory": None if peak is None else peak / traj_bytes}
     if args.streaming:
         st = statistics.median(seconds["StreamingCLD"])
-        batch = statistics.median(seconds["cld_scores"])
         per = ratios("StreamingCLD", "cld_scores")
         print(f"StreamingCLD: {s} updates + scores() = {statistics.median(per):.2f}x one batch "
               f"cld_scores call (range {min(per):.2f}-{max(per):.2f}); {st / s * 1e3:.2f} ms per "
