@@ -589,7 +589,7 @@ class StreamingCLD:
     query trajectory. The shift makes the sums numerically stable (no cancellation from a trend or
     an offset; a constant trajectory gives exactly zero variance). The state does not grow with
     the number of snapshots, and :meth:`scores` equals :func:`cld_scores` on the full trajectory
-    (to ~1e-7; float32 output).
+    (to ~1e-6, typically 1e-7; float32 output).
 
     This works because the class query trajectory at time ``t`` (the mean query difference of the
     class) is known at time ``t``: nothing has to be revisited. Likewise for
