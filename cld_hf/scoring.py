@@ -130,22 +130,35 @@ def snapshot_window(num_snapshots: int, *, first: int | None = None, every: int 
 
 
 def _encode_labels(train_labels: np.ndarray, query_labels: np.ndarray):
-    """Map labels to dense codes 0..C-1 shared by train and query. Returns (classes, tc, qc)."""
+    """Map labels to dense codes 0..C-1 shared by train and query.
+
+    Returns ``(classes, train_codes, query_codes, in_train)``: the sorted class ids, the codes
+    (int32 where possible) and, per class, whether a training sample has it.
+    """
     lo = min(train_labels.min(initial=0), query_labels.min(initial=0))
     hi = max(train_labels.max(initial=0), query_labels.max(initial=0))
     n = len(train_labels) + len(query_labels)
+    code = np.int32 if hi < 2**31 and n < 2**31 else np.intp  # half the memory of int64
     if lo >= 0 and hi <= 4 * n + 1024:
         # O(N) table lookup instead of a sort: the ImageNet case (labels 0..999).
-        present = np.zeros(int(hi) + 1, dtype=bool)
-        present[train_labels] = True
+        in_train = np.zeros(int(hi) + 1, dtype=bool)
+        in_train[train_labels] = True
+        present = in_train.copy()
         present[query_labels] = True
+        if present.all():  # labels are already the codes 0..C-1
+            classes = np.arange(len(present))
+            codes = [lab if lab.dtype in (np.int32, np.intp) else lab.astype(code)
+                     for lab in (train_labels, query_labels)]
+            return classes, codes[0], codes[1], in_train
         classes = np.flatnonzero(present)
-        code = np.int32 if len(classes) < 2**31 else np.intp  # half the memory of int64
         lookup = (np.cumsum(present, dtype=np.intp) - 1).astype(code)
-        return classes, lookup[train_labels], lookup[query_labels]
+        return classes, lookup[train_labels], lookup[query_labels], in_train[classes]
     classes, inverse = np.unique(np.concatenate([train_labels, query_labels]), return_inverse=True)
-    inverse = inverse.astype(np.int32 if len(classes) < 2**31 else np.intp, copy=False)
-    return classes, inverse[: len(train_labels)], inverse[len(train_labels) :]
+    inverse = inverse.astype(code, copy=False)
+    tcodes = inverse[: len(train_labels)]
+    in_train = np.zeros(len(classes), dtype=bool)
+    in_train[tcodes] = True
+    return classes, tcodes, inverse[len(train_labels) :], in_train
 
 
 def _zero_variance(m2: np.ndarray, sumsq: np.ndarray) -> np.ndarray:
@@ -396,7 +409,7 @@ def cld_scores(
     if len(q_bad):
         _raise_non_finite("query_losses", q_arr, q_bad)
 
-    classes, tcodes, qcodes = _encode_labels(tlab, qlab)
+    classes, tcodes, qcodes, needed = _encode_labels(tlab, qlab)
     num_classes = len(classes)
     traj, counts, global_traj = class_query_trajectories(q_arr, qcodes, num_classes, columns=window)
     omega = None
@@ -404,7 +417,6 @@ def cld_scores(
         omega = _query_spread_weights(np.diff(q_window.astype(np.float64, copy=False), axis=1))
         traj = traj * omega
         global_traj = global_traj * omega
-    needed = np.bincount(tcodes, minlength=num_classes) > 0
     traj = _fill_missing_classes(traj, counts, needed, classes, global_traj, missing_query_class)
     unit = _normalise_class_trajectories(traj)  # (C, T): centred, unit norm (0 if flat)
     return _score_rows(train, window, tcodes, unit, omega, chunk_size, progress)
@@ -653,10 +665,10 @@ class StreamingCLD:
                 "query_labels is empty (Q == 0): CLD needs held-out query samples. "
                 "Split a stratified query set off the training data first."
             )
-        self.classes, self._tcodes, self._qcodes = _encode_labels(tlab, qlab)
+        self.classes, tcodes, qcodes, needed = _encode_labels(tlab, qlab)
+        self._tcodes, self._qcodes = np.array(tcodes), np.array(qcodes)  # never the caller's
         c = len(self.classes)
         self._qcounts = np.bincount(self._qcodes, minlength=c)
-        needed = np.bincount(self._tcodes, minlength=c) > 0
         # Validate the policy now, not after hours of training.
         _fill_missing_classes(
             np.zeros((c, 1)), self._qcounts, needed, self.classes, np.zeros(1), missing_query_class

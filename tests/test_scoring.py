@@ -676,3 +676,16 @@ def test_blocks_switch_to_float64_and_back_without_changing_the_scores(monkeypat
     np.testing.assert_allclose(ours, reference_scores(train, tl, query, ql), atol=1e-6)
     for chunk_size in (1, 7, 64, 1000):  # the blocks, hence the switches, do not move
         np.testing.assert_array_equal(cld_scores(train, tl, query, ql, chunk_size=chunk_size), ours)
+
+
+def test_labels_already_dense_or_sparse_give_the_same_scores_and_are_not_kept():
+    train, tl, query, ql = random_problem(c=4)
+    for dtype in (np.int64, np.int32, np.int16, np.uint8):
+        np.testing.assert_array_equal(cld_scores(train, tl.astype(dtype), query, ql.astype(dtype)),
+                                      cld_scores(train, tl, query, ql))
+    labels = tl.copy()
+    scorer = StreamingCLD(labels, ql)
+    labels[:] = 0  # the caller reuses its array
+    for t in range(train.shape[1]):
+        scorer.update(train[:, t], query[:, t])
+    np.testing.assert_allclose(scorer.scores(), cld_scores(train, tl, query, ql), atol=1e-6)
