@@ -25,17 +25,19 @@ Precision
 ---------
 :func:`cld_scores` makes one pass over the trajectory. For each row it computes, in float32 and a
 cache-sized chunk at a time, the sum of squared differences ``s2`` and the dot product of the
-differences with the (centred, unit-norm) class trajectory; the mean difference comes exactly from
-the end points (``sum_t d_t = l_last - l_first``). The variance ``m2 = s2 - T * mean**2`` is then
-formed in float64. That subtraction cancels when the mean is large against the spread (a trend or
-an offset in the differences), so the float32 result is kept only for rows where ``m2 > s2 / 2``;
-every other row (trend-dominated, near-constant, zero-variance or non-finite) is recomputed exactly
-in float64 with the two-pass formula, differences centred on their mean before squaring. Both
-paths agree with a float64 ``np.corrcoef`` to about ``1e-6`` (typically ``1e-7``).
+differences with the (centred, unit-norm) class trajectory; the sum of the differences comes from
+the end points (``sum_t d_t = l_last - l_first``). The variance is then ``m2 = s2 - T * mean**2``.
+That subtraction cancels when the mean is large against the spread (a trend or a constant slope
+in the losses), so this result is kept only for rows where ``m2 > s2 / 2`` (less than one bit
+cancels); every other row (trend-dominated, near-constant, zero-variance or non-finite) is
+computed again in float64 with the two-pass formula, differences centred on their mean before
+squaring, and so is every row of a block of 65,536 where most rows need it. A constant offset of
+the losses does not matter (the differences remove it). Both paths agree with a float64
+``np.corrcoef`` to about ``1e-6`` (typically ``1e-7``; scores are float32).
 
 :class:`StreamingCLD` keeps float64 sums of the differences shifted by each row's first difference
-(a fixed per-row constant), so trend and offset do not cancel there either, and a constant
-trajectory gives exactly zero variance.
+(a fixed per-row constant), so a trend does not cancel there either, and a constant trajectory
+gives exactly zero variance.
 """
 
 from __future__ import annotations
