@@ -20,7 +20,8 @@ from __future__ import annotations
 import numpy as np
 
 from ._validation import check_bool, check_int, check_labels, check_real_array
-from .scoring import _raise_non_finite, _zero_variance, snapshot_window
+from .scoring.common import raise_non_finite_losses as _raise_non_finite
+from .scoring.common import snapshot_window, zero_variance as _zero_variance
 
 __all__ = ["cld_attribution", "top_influencers", "tracin_last_layer"]
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "cld_hf"
-NUMPY_CORE = ["_validation", "scoring", "selection", "splits", "strategies/__init__",
+NUMPY_CORE = ["_validation", "scoring/__init__", "scoring/common", "scoring/batch",
+              "scoring/streaming", "attribution", "selection", "splits", "strategies/__init__",
               "strategies/noise", "strategies/coverage", "diagnosis", "columns",
               "baselines/__init__", "baselines/common", "baselines/dynamics", "baselines/geometry",
               "baselines/gradients"]

@@ -657,9 +657,9 @@ def test_empty_training_set_gives_no_scores():
 def test_blocks_switch_to_float64_and_back_without_changing_the_scores(monkeypatch):
     # Trend-dominated rows send whole blocks to the float64 formula; noisy rows bring the float32
     # kernel back. Small blocks make both switches happen several times in a small problem.
-    import cld_hf.scoring as scoring
+    import cld_hf.scoring.batch as scoring
 
-    monkeypatch.setattr(scoring, "_BLOCK_ROWS", 64)
+    monkeypatch.setattr(scoring, "BLOCK_ROWS", 64)
     kinds = {p[0]: p for p in PROBLEMS}
     _, noisy, tl, query, ql = kinds["noisy float64"]
     smooth = kinds["smooth (trend-dominated) float32"][1].astype(np.float64)
