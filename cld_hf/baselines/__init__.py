@@ -151,6 +151,12 @@ class Method:
         :data:`METHODS` whose scores they use by default (higher = harder).
     difficulty_options : mapping
         Options passed to the difficulty method (CCS(AUM): ``{"keep": "low"}``, i.e. ``-AUM``).
+    
+    Examples
+    --------
+    >>> spec = METHODS["forgetting"]
+    >>> spec.kind, spec.signals, dict(spec.defaults)
+    ('score', ('correct',), {'variant': 'deepcore'})
     """
 
     function: Callable
