@@ -69,6 +69,24 @@ def _batches(model, dataset, shard, *, collate_fn, columns, batch_size, device, 
         yield index, inputs, labels, accepted
 
 
+def _probe_batches(model, dataset, shard, *, device, input_key, **loader):
+    """Eval mode, torch's RNG preserved, the parameters untouched: yield
+    ``(net, index, inputs, key, x, labels)`` per batch, with ``x`` the float input tensor."""
+    net = unwrap_model(model)
+    device = torch.device(device or next(net.parameters()).device)
+    was_training = net.training
+    try:
+        with preserved_rng(device):
+            net.eval()
+            for index, inputs, labels, accepted in _batches(net, dataset, shard, device=device,
+                                                            **loader):
+                key = find_input_key(inputs, accepted, input_key)
+                yield net, index, inputs, key, inputs[key].float(), labels
+    finally:
+        net.train(was_training)
+        net.zero_grad(set_to_none=True)
+
+
 def _input_grad(net, inputs, key, x, labels):
     x = x.detach().requires_grad_(True)
     logits = find_logits(net(**{**inputs, key: x})).float()
@@ -98,30 +116,19 @@ def input_curvature(model, dataset, shard, real, *, num_probes: int = 10, h: flo
     >>> idx.tolist(), curv.shape
     ([0, 1], (2, 3))
     """
-    net = unwrap_model(model)
-    device = torch.device(device or next(net.parameters()).device)
     gen = torch.Generator(device="cpu").manual_seed(int(seed))
     out_index, out_values = [], []
-    was_training = net.training
-    try:
-        with preserved_rng(device):
-            net.eval()
-            for index, inputs, labels, accepted in _batches(
-                    net, dataset, shard, collate_fn=collate_fn, columns=columns,
-                    batch_size=batch_size, device=device, with_labels=with_labels):
-                key = find_input_key(inputs, accepted, input_key)
-                x = inputs[key].float()
-                base, _ = _input_grad(net, inputs, key, x, labels)
-                values = []
-                for _ in range(num_probes):
-                    v = torch.randint(0, 2, x.shape, generator=gen).to(device, x.dtype) * 2 - 1
-                    moved, _ = _input_grad(net, inputs, key, x + h * v, labels)
-                    values.append(torch.linalg.vector_norm((moved - base).flatten(1), dim=1))
-                out_index.append(index)
-                out_values.append(torch.stack(values, dim=1).cpu())
-    finally:
-        net.train(was_training)
-        net.zero_grad(set_to_none=True)
+    for net, index, inputs, key, x, labels in _probe_batches(
+            model, dataset, shard, device=device, input_key=input_key, collate_fn=collate_fn,
+            columns=columns, batch_size=batch_size, with_labels=with_labels):
+        base, _ = _input_grad(net, inputs, key, x, labels)
+        values = []
+        for _ in range(num_probes):
+            v = torch.randint(0, 2, x.shape, generator=gen).to(x.device, x.dtype) * 2 - 1
+            moved, _ = _input_grad(net, inputs, key, x + h * v, labels)
+            values.append(torch.linalg.vector_norm((moved - base).flatten(1), dim=1))
+        out_index.append(index)
+        out_values.append(torch.stack(values, dim=1).cpu())
     idx = torch.cat(out_index).numpy()
     idx[real:] = -1
     return idx, torch.cat(out_values).numpy().astype(np.float32)
@@ -146,37 +153,25 @@ def boundary_steps(model, dataset, shard, real, *, alpha: float = 1e-4, k_max: i
     >>> steps.tolist()          # 0.3 crosses 0 after 3 steps of 0.1; -0.1 is misclassified
     [4, 0]
     """
-    net = unwrap_model(model)
-    device = torch.device(device or next(net.parameters()).device)
     out_index, out_steps = [], []
-    was_training = net.training
-    try:
-        with preserved_rng(device):
-            net.eval()
-            for index, inputs, labels, accepted in _batches(
-                    net, dataset, shard, collate_fn=collate_fn, columns=columns,
-                    batch_size=batch_size, device=device, with_labels=with_labels):
-                key = find_input_key(inputs, accepted, input_key)
-                x = inputs[key].float()
-                with torch.no_grad():
-                    pred = find_logits(net(**inputs)).argmax(dim=1)
-                steps = torch.where(pred != labels, 0, k_max).to(torch.int64)
-                active = pred == labels
-                for k in range(1, k_max + 1):
-                    if not active.any():
-                        break
-                    grad, _ = _input_grad(net, inputs, key, x, labels)
-                    x = (x + alpha * grad.sign()).detach()
-                    with torch.no_grad():
-                        flipped = find_logits(net(**{**inputs, key: x})).argmax(dim=1) != labels
-                    newly = active & flipped
-                    steps[newly] = k
-                    active &= ~flipped
-                out_index.append(index)
-                out_steps.append(steps.cpu())
-    finally:
-        net.train(was_training)
-        net.zero_grad(set_to_none=True)
+    for net, index, inputs, key, x, labels in _probe_batches(
+            model, dataset, shard, device=device, input_key=input_key, collate_fn=collate_fn,
+            columns=columns, batch_size=batch_size, with_labels=with_labels):
+        with torch.no_grad():
+            pred = find_logits(net(**inputs)).argmax(dim=1)
+        steps = torch.where(pred != labels, 0, k_max).to(torch.int64)
+        active = pred == labels
+        for k in range(1, k_max + 1):
+            if not active.any():
+                break
+            grad, _ = _input_grad(net, inputs, key, x, labels)
+            x = (x + alpha * grad.sign()).detach()
+            with torch.no_grad():
+                flipped = find_logits(net(**{**inputs, key: x})).argmax(dim=1) != labels
+            steps[active & flipped] = k
+            active &= ~flipped
+        out_index.append(index)
+        out_steps.append(steps.cpu())
     idx = torch.cat(out_index).numpy()
     idx[real:] = -1
     return idx, torch.cat(out_steps).numpy()
