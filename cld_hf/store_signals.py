@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow as pa
 
 from .fileio import atomic_write_bytes
-from .manifest import ARRAY_RE, array_name, bytes_sha256, verify_bytes
+from .manifest import ARRAY_RE, array_name, bytes_sha256
 
 __all__ = ["check_array_name", "trajectory_column"]
 
@@ -57,6 +57,42 @@ def trajectory_column(matrix: np.ndarray) -> pa.FixedSizeListArray:
 class SignalsMixin:
     """Signals, arrays and the ``datasets`` export of :class:`~cld_hf.trajectories.LossTrajectories`
     (see its docstring for the examples of the whole store)."""
+
+    def _signal_columns(self, signals) -> dict[str, pa.Array]:
+        """Arrow columns of ``N + Q`` rows for :meth:`append`'s ``signals``."""
+        if signals is None:
+            return {}
+        if not hasattr(signals, "items"):
+            raise TypeError(
+                f"signals must be a mapping {{name: array}}, not {type(signals).__name__}; e.g. "
+                f"signals={{'margin': margin}}."
+            )
+        n, q = self.num_train, self.num_query
+        out = {}
+        for name, values in signals.items():
+            check_array_name(name)
+            a = np.asarray(values)
+            if a.ndim != 1 or len(a) not in (n, n + q):
+                raise ValueError(
+                    f"signals[{name!r}] has shape {a.shape}; this store holds N={n} training and "
+                    f"Q={q} query samples: pass shape ({n},) (training samples only) or "
+                    f"({n + q},) (training then query samples), by sample index."
+                )
+            if a.dtype != bool and not (np.issubdtype(a.dtype, np.floating)
+                                        or np.issubdtype(a.dtype, np.integer)):
+                raise TypeError(
+                    f"signals[{name!r}] has dtype {a.dtype}; pass booleans or real numbers "
+                    f"(stored as float32)."
+                )
+            a = a if a.dtype == bool else a.astype(np.float32)
+            if len(a) == n + q:
+                out[name] = pa.array(a)
+            else:
+                full = np.concatenate([a, np.zeros(q, dtype=a.dtype)])
+                mask = np.concatenate([np.zeros(n, bool), np.ones(q, bool)])
+                out[name] = pa.array(full, mask=mask)
+        return out
+
 
     @property
     def signal_names(self) -> list[str]:
@@ -149,8 +185,8 @@ class SignalsMixin:
         return self._signal_matrix(name, 1, snapshots)
 
     # ---------------------------------------------------------------- end-of-training arrays
-    def save_array(self, name: str, array) -> Path:
-        """Store an array of the training samples, e.g. the final ``embeddings`` ``(N, D)``.
+    def save_array(self, name: str, array, *, part: str = "train") -> Path:
+        """Store an array of the training (or query) samples, e.g. the final ``embeddings``.
 
         Written atomically as ``array-<name>.safetensors`` (no pickle), with the number of
         snapshots recorded when it was taken: :meth:`truncate` to fewer snapshots removes it, as
@@ -160,8 +196,10 @@ class SignalsMixin:
         ----------
         name : str
             A Python identifier, e.g. ``"embeddings"`` or ``"probs"``.
-        array : array of shape (N, ...)
-            Row ``i`` describes training sample ``i``; bool or real (stored as float32).
+        array : array of shape (N, ...), or (Q, ...) with ``part="query"``
+            Row ``i`` describes sample ``i``; bool, integer (int64) or real (float32).
+        part : {"train", "query"}, default "train"
+            Which samples the rows are.
 
         Examples
         --------
@@ -177,16 +215,21 @@ class SignalsMixin:
 
         self._check_writable("save_array()")
         check_array_name(name)
+        if part not in ("train", "query"):
+            raise ValueError(f"part == {part!r}, must be 'train' or 'query'.")
+        rows = self.num_train if part == "train" else self.num_query
         a = np.asarray(array)
-        if a.ndim < 1 or a.shape[0] != self.num_train:
+        if a.ndim < 1 or a.shape[0] != rows:
+            what = "training" if part == "train" else "query"
             raise ValueError(
-                f"array {name!r} has shape {a.shape}; it must have one row per training sample "
-                f"(N={self.num_train}), row i = sample i."
+                f"array {name!r} has shape {a.shape}; it must have one row per {what} sample "
+                f"({'N' if part == 'train' else 'Q'}={rows}), row i = sample i."
             )
         if a.dtype != bool and not (np.issubdtype(a.dtype, np.floating)
                                     or np.issubdtype(a.dtype, np.integer)):
             raise TypeError(f"array {name!r} has dtype {a.dtype}; pass booleans or real numbers.")
-        a = np.ascontiguousarray(a if a.dtype == bool else a.astype(np.float32))
+        a = np.ascontiguousarray(a if a.dtype == bool else a.astype(
+            np.int64 if np.issubdtype(a.dtype, np.integer) else np.float32))
         data = save({name: a}, metadata={"num_snapshots": str(self.num_snapshots)})
         path = atomic_write_bytes(self.directory / array_name(name), data)
         self._manifest.arrays[name] = {"file": path.name, "bytes": len(data),
@@ -217,10 +260,7 @@ class SignalsMixin:
                 f"{self.array_names}. Record it with LossRecorder(..., signals=[{name!r}]) and "
                 f"record(model, final=True) (or recorder.record_final_features(model))."
             )
-        path = self.directory / entry["file"]
-        data = path.read_bytes()
-        verify_bytes(data, entry, path, f"array {name!r}")
-        return load(data)[name]
+        return load(self.read_verified_bytes(entry, f"array {name!r}"))[name]
 
     @property
     def array_names(self) -> list[str]:

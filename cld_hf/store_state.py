@@ -15,7 +15,7 @@ import numpy as np
 import pyarrow as pa
 
 from .fileio import arrow_file_bytes, atomic_write_bytes
-from .manifest import bytes_sha256, state_name, verify_bytes
+from .manifest import bytes_sha256, state_name
 
 __all__ = []
 
@@ -102,8 +102,7 @@ class StateMixin:
                 f"({self.streaming_state_counts}). Rewind to one of those."
             )
         path = self.directory / entry["file"]
-        data = path.read_bytes()
-        verify_bytes(data, entry, path, f"streaming state after {num_snapshots} snapshots")
+        data = self.read_verified_bytes(entry, f"streaming state after {num_snapshots} snapshots")
         from safetensors import safe_open
 
         state = dict(load(data))

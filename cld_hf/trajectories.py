@@ -70,7 +70,7 @@ from .manifest import (
     verify_bytes,
 )
 from .scoring import StreamingCLD, cld_scores, snapshot_window
-from .store_signals import SignalsMixin, check_array_name, trajectory_column
+from .store_signals import SignalsMixin, trajectory_column
 from .store_state import StateMixin
 
 logger = logging.getLogger(__name__)
@@ -350,41 +350,6 @@ class LossTrajectories(SignalsMixin, StateMixin):
         self._save_manifest()
         return index
 
-    def _signal_columns(self, signals) -> dict[str, pa.Array]:
-        """Arrow columns of ``N + Q`` rows for :meth:`append`'s ``signals``."""
-        if signals is None:
-            return {}
-        if not hasattr(signals, "items"):
-            raise TypeError(
-                f"signals must be a mapping {{name: array}}, not {type(signals).__name__}; e.g. "
-                f"signals={{'margin': margin}}."
-            )
-        n, q = self.num_train, self.num_query
-        out = {}
-        for name, values in signals.items():
-            check_array_name(name)
-            a = np.asarray(values)
-            if a.ndim != 1 or len(a) not in (n, n + q):
-                raise ValueError(
-                    f"signals[{name!r}] has shape {a.shape}; this store holds N={n} training and "
-                    f"Q={q} query samples: pass shape ({n},) (training samples only) or "
-                    f"({n + q},) (training then query samples), by sample index."
-                )
-            if a.dtype != bool and not (np.issubdtype(a.dtype, np.floating)
-                                        or np.issubdtype(a.dtype, np.integer)):
-                raise TypeError(
-                    f"signals[{name!r}] has dtype {a.dtype}; pass booleans or real numbers "
-                    f"(stored as float32)."
-                )
-            a = a if a.dtype == bool else a.astype(np.float32)
-            if len(a) == n + q:
-                out[name] = pa.array(a)
-            else:
-                full = np.concatenate([a, np.zeros(q, dtype=a.dtype)])
-                mask = np.concatenate([np.zeros(n, bool), np.ones(q, bool)])
-                out[name] = pa.array(full, mask=mask)
-        return out
-
     def truncate(self, num_snapshots: int) -> None:
         """Keep only the first ``num_snapshots`` snapshots (e.g. to resume from a checkpoint).
 
@@ -454,6 +419,18 @@ class LossTrajectories(SignalsMixin, StateMixin):
                 f"it, or rewind the store to before it and record it again.", path=path,
             ) from None
 
+    def read_verified_bytes(self, entry: dict, what: str) -> bytes:
+        """The bytes of a file the manifest lists (its ``entry``), checked against its checksum
+        (used by :meth:`load_array`, :meth:`load_streaming_state` and :meth:`verify`)."""
+        path = self.directory / entry["file"]
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise StoreIntegrityError(f"{path} ({what}) is missing from the store.",
+                                      path=path) from None
+        verify_bytes(data, entry, path, what)
+        return data
+
     def _snapshot_table(self, index: int) -> pa.Table:
         if not 0 <= index < self.num_snapshots:
             raise IndexError(f"snapshot {index} out of range: the store holds {self.num_snapshots}.")
@@ -502,8 +479,7 @@ class LossTrajectories(SignalsMixin, StateMixin):
                 if s.get("sha256") is None:
                     unchecked.append(s["file"])
         for entry in [*m.arrays.values(), *m.states.values(), *([m.scores] if m.scores else [])]:
-            path = self.directory / entry["file"]
-            verify_bytes(path.read_bytes(), entry, path, entry["file"])
+            self.read_verified_bytes(entry, entry["file"])
             if entry.get("sha256") is None:
                 unchecked.append(entry["file"])
         return {"snapshots": self.num_snapshots, "arrays": len(m.arrays),

@@ -1,30 +1,55 @@
-"""Benchmark: cld-hf's CLD scorer against the authors' per-class NumPy loop, in one run.
+"""Benchmark: cld-hf's CLD scorer against the authors' per-class NumPy loop and against a plain
+NumPy read of the same array, in one run.
 
 Synthetic loss trajectories of ImageNet shape (N = 1,268,355 training samples, Q = 12,812 query
-samples, S = 90 snapshots, C = 1000 classes), float32. Both scorers get the same arrays; the
-script reports wall time, extra peak memory (tracemalloc: NumPy's allocations beyond the inputs),
-their ratios, and the largest difference between the two score vectors.
+samples, S = 90 snapshots, C = 1000 classes), float32. Every scorer gets the same arrays. The
+fast rows take turns for ``--repeats`` rounds, and each round's ratio to the read of that round is
+reported (paired, so that a shared machine's slow drifts cancel: median and range over rounds);
+the authors' loop runs ``--authors-repeats`` times (default once; the speed-ups divide its
+median by each row's median). Extra peak memory is measured in a separate run under tracemalloc
+(NumPy's allocations beyond the inputs). The largest difference between score vectors checks
+that every row computes the same thing.
 
-    python scripts/bench_scoring.py                 # ImageNet shape, ~1 minute, ~2 GB
-    python scripts/bench_scoring.py --scale 0.1     # a tenth of the samples
-    python scripts/bench_scoring.py --json out.json
+    python scripts/bench_scoring.py                      # ImageNet shape, ~1 minute, ~3 GB
+    python scripts/bench_scoring.py --streaming          # + StreamingCLD, 90 updates
+    python scripts/bench_scoring.py --attribution        # + CLD_inf1, N=50,000 x Q=1,000 x S=90
+    python scripts/bench_scoring.py --scale 0.1 --json out.json
 
-The reference loop reproduces the authors' computation (their ``Compute_CLD_scores.py``): the
-trajectory as an (E, N) float64 array, ``np.diff`` over epochs, then for each class a boolean mask,
-standardisation and a mean of products. It returns scores instead of sorted indices so the two
-results can be compared.
+Rows:
+
+- ``read: train.sum()`` and ``read: einsum rows`` (``np.einsum("ij->i", train)``): one pass over
+  the trajectory with NumPy, the floor any scorer that reads the array has to pay.
+- ``cld_scores`` (Algorithm 1) and ``cld_scores query_spread`` (``normalize="query_spread"``).
+- ``authors' class loop``: the authors' computation (their ``Compute_CLD_scores.py``): the
+  trajectory as an (E, N) float64 array, ``np.diff`` over epochs, then for each class a boolean
+  mask, standardisation and a mean of products. It returns scores instead of sorted indices so
+  the results can be compared.
+- ``StreamingCLD`` (``--streaming``): ``update()`` once per snapshot with contiguous (N,) arrays,
+  as the recorder feeds it (the columns are copied out of the trajectory before the clock
+  starts), then ``scores()``.
+- ``cld_attribution`` (``--attribution``): the (N, Q) CLD_inf1 matrix, float32.
+
+The script benchmarks the checkout it lives in (it puts the repository root first on sys.path).
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
+import os
+import statistics
+import sys
 import time
 import tracemalloc
+from pathlib import Path
 
 import numpy as np
 
-from cld_hf.scoring import StreamingCLD, cld_scores
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from cld_hf.attribution import cld_attribution  # noqa: E402
+from cld_hf.scoring import StreamingCLD, cld_scores  # noqa: E402
 
 
 def synthetic_trajectories(n, q, s, c, seed=0):
@@ -70,66 +95,167 @@ def authors_per_class_loop(train, train_labels, query, query_labels, num_classes
     return scores
 
 
-def measure(fn, *args, **kwargs):
-    tracemalloc.start()
-    tracemalloc.reset_peak()
-    t0 = time.perf_counter()
-    out = fn(*args, **kwargs)
-    seconds = time.perf_counter() - t0
-    _, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
-    return out, seconds, peak
+def read_sum(train):
+    return train.sum()
 
 
-def streaming(train, train_labels, query, query_labels):
+def read_einsum_rows(train):
+    return np.einsum("ij->i", train)
+
+
+def streaming(columns, query_columns, train_labels, query_labels):
     scorer = StreamingCLD(train_labels, query_labels)
-    for t in range(train.shape[1]):
-        scorer.update(train[:, t], query[:, t])
+    for train_t, query_t in zip(columns, query_columns):
+        scorer.update(train_t, query_t)
     return scorer.scores()
 
 
+def timed(fn, *args, **kwargs):
+    t0 = time.perf_counter()
+    out = fn(*args, **kwargs)
+    return out, time.perf_counter() - t0
+
+
+def extra_peak(fn, *args, **kwargs) -> int:
+    """Peak bytes NumPy allocates while ``fn`` runs (the inputs already exist)."""
+    tracemalloc.start()
+    tracemalloc.reset_peak()
+    fn(*args, **kwargs)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    return peak
+
+
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--scale", type=float, default=1.0, help="fraction of ImageNet's N and Q")
     parser.add_argument("--snapshots", type=int, default=90)
     parser.add_argument("--classes", type=int, default=1000)
+    parser.add_argument("--repeats", type=int, default=3, help="rounds of the fast rows")
+    parser.add_argument("--authors-repeats", type=int, default=1,
+                        help="runs of the authors' loop (its median is the speed-up's base)")
     parser.add_argument("--streaming", action="store_true", help="also time StreamingCLD")
+    parser.add_argument("--attribution", action="store_true",
+                        help="also time cld_attribution (N x Q matrix, see --attribution-size)")
+    parser.add_argument("--attribution-size", type=int, nargs=2, default=[50_000, 1_000],
+                        metavar=("N", "Q"))
     parser.add_argument("--json", default=None, help="write the figures here")
     args = parser.parse_args(argv)
 
+    started = datetime.datetime.now().isoformat(timespec="seconds")
+    load_before = os.getloadavg()
     n = int(round(1_268_355 * args.scale))
     q = int(round(12_812 * args.scale))
     s, c = args.snapshots, args.classes
     train, tl, query, ql = synthetic_trajectories(n, q, s, c)
     traj_bytes = train.nbytes
+    print(f"{started}  load average {load_before[0]:.2f} {load_before[1]:.2f} {load_before[2]:.2f}"
+          f" ({os.cpu_count()} CPUs)")
     print(f"N={n:,} Q={q:,} S={s} C={c}; float32 trajectory {traj_bytes / 2**30:.3f} GiB; "
           f"store (N+Q)*S*4 = {(n + q) * s * 4 / 1e9:.3f} GB")
 
-    ours, t_ours, m_ours = measure(cld_scores, train, tl, query, ql)
-    ref, t_ref, m_ref = measure(authors_per_class_loop, train, tl, query, ql, c)
-    diff = float(np.max(np.abs(ours.astype(np.float64) - ref)))
-    result = {
-        "N": n, "Q": q, "S": s, "C": c,
-        "trajectory_gib": traj_bytes / 2**30,
-        "cld_hf_seconds": t_ours, "authors_loop_seconds": t_ref,
-        "speedup": t_ref / t_ours,
-        "cld_hf_extra_peak_gib": m_ours / 2**30, "authors_loop_extra_peak_gib": m_ref / 2**30,
-        "cld_hf_extra_peak_over_trajectory": m_ours / traj_bytes,
-        "authors_extra_peak_over_trajectory": m_ref / traj_bytes,
-        "max_abs_score_difference": diff,
+    fast = {
+        "read: train.sum()": (read_sum, (train,), {}),
+        "read: einsum rows": (read_einsum_rows, (train,), {}),
+        "cld_scores": (cld_scores, (train, tl, query, ql), {}),
+        "cld_scores query_spread": (cld_scores, (train, tl, query, ql),
+                                    {"normalize": "query_spread"}),
     }
     if args.streaming:
-        st, t_st, m_st = measure(streaming, train, tl, query, ql)
-        result.update(streaming_seconds=t_st, streaming_extra_peak_gib=m_st / 2**30,
-                      streaming_max_abs_difference=float(np.max(np.abs(st - ours))))
-    print(f"cld-hf cld_scores   : {t_ours:8.2f} s, extra peak {m_ours / 2**30:6.3f} GiB "
-          f"({m_ours / traj_bytes:.3f}x trajectory)")
-    print(f"authors' class loop : {t_ref:8.2f} s, extra peak {m_ref / 2**30:6.3f} GiB "
-          f"({m_ref / traj_bytes:.3f}x trajectory)")
-    print(f"speed-up {t_ref / t_ours:.1f}x; max |score difference| {diff:.2e}")
+        columns = [np.ascontiguousarray(train[:, t]) for t in range(s)]
+        query_columns = [np.ascontiguousarray(query[:, t]) for t in range(s)]
+        fast["StreamingCLD"] = (streaming, (columns, query_columns, tl, ql), {})
+    seconds = {name: [] for name in fast}
+    outputs = {}
+    for _ in range(max(1, args.repeats)):
+        for name, (fn, fargs, fkwargs) in fast.items():
+            outputs[name], sec = timed(fn, *fargs, **fkwargs)
+            seconds[name].append(sec)
+    peaks = {name: extra_peak(fn, *fargs, **fkwargs) for name, (fn, fargs, fkwargs) in fast.items()
+             if not name.startswith("read")}
+    seconds["authors' class loop"] = []
+    for _ in range(max(1, args.authors_repeats)):
+        ref, sec = timed(authors_per_class_loop, train, tl, query, ql, c)
+        seconds["authors' class loop"].append(sec)
+    t_ref = statistics.median(seconds["authors' class loop"])
+    peaks["authors' class loop"] = extra_peak(authors_per_class_loop, train, tl, query, ql, c)
+    ours = outputs["cld_scores"]
+    diffs = {"cld_scores": float(np.max(np.abs(ours.astype(np.float64) - ref)))}
     if args.streaming:
-        print(f"StreamingCLD        : {t_st:8.2f} s for {s} updates, extra peak "
-              f"{m_st / 2**30:6.3f} GiB; max |difference| {result['streaming_max_abs_difference']:.2e}")
+        diffs["StreamingCLD"] = float(np.max(np.abs(outputs["StreamingCLD"] - ours)))
+        del columns, query_columns, fast["StreamingCLD"]
+
+    attribution = None
+    if args.attribution:
+        na, qa = args.attribution_size
+        at, _, aq, _ = synthetic_trajectories(na, qa, s, 10, seed=1)
+        _, t_attr = timed(cld_attribution, at, aq)
+        peak_attr = extra_peak(cld_attribution, at, aq)
+        out_bytes = na * qa * 4
+        attribution = {"N": na, "Q": qa, "S": s, "seconds": t_attr,
+                       "extra_peak_gib": peak_attr / 2**30, "output_gib": out_bytes / 2**30,
+                       "extra_peak_beyond_output_gib": (peak_attr - out_bytes) / 2**30,
+                       "input_gib": at.nbytes / 2**30}
+    load_after = os.getloadavg()
+
+    def ratios(name, ref_name):
+        return [a / b for a, b in zip(seconds[name], seconds[ref_name])]
+
+    print(f"\n{'':26s} {'seconds (median, range)':>26s} {'x read.sum':>17s} {'speed-up':>9s}"
+          f" {'extra peak':>11s} {'x traj.':>7s}")
+    rows = {}
+    for name in seconds:
+        sec = seconds[name]
+        med = statistics.median(sec)
+        rr = None if name == "authors' class loop" else ratios(name, "read: train.sum()")
+        rng = f"{med:8.3f} ({min(sec):.3f}-{max(sec):.3f})"
+        ratio = "" if rr is None else f"{statistics.median(rr):6.2f} ({min(rr):.2f}-{max(rr):.2f})"
+        speed = t_ref / med
+        peak = peaks.get(name)
+        peak_txt = "" if peak is None else f"{peak / 2**30:7.3f} GiB {peak / traj_bytes:7.3f}"
+        print(f"{name:26s} {rng:>26s} {ratio:>17s} {speed:8.1f}x {peak_txt}")
+        rows[name] = {"seconds": sec, "median_seconds": med, "speedup_vs_authors": speed,
+                      "over_read_sum": rr, "extra_peak_gib": None if peak is None else peak / 2**30,
+                      "extra_peak_over_trajectory": None if peak is None else peak / traj_bytes}
+    if args.streaming:
+        st = statistics.median(seconds["StreamingCLD"])
+        per = ratios("StreamingCLD", "cld_scores")
+        print(f"StreamingCLD: {s} updates + scores() = {statistics.median(per):.2f}x one batch "
+              f"cld_scores call (range {min(per):.2f}-{max(per):.2f}); {st / s * 1e3:.2f} ms per "
+              f"update")
+    print("max |score difference|: " + ", ".join(f"{k} {v:.2e}" for k, v in diffs.items())
+          + " (cld_scores vs the authors' loop; StreamingCLD vs cld_scores)")
+    if attribution:
+        print(f"cld_attribution N={attribution['N']:,} x Q={attribution['Q']:,} x S={s}: "
+              f"{attribution['seconds']:.2f} s, extra peak {attribution['extra_peak_gib']:.3f} GiB "
+              f"(output {attribution['output_gib']:.3f} GiB + "
+              f"{attribution['extra_peak_beyond_output_gib']:.3f} GiB working memory; input "
+              f"{attribution['input_gib']:.3f} GiB)")
+    print(f"load average after: {load_after[0]:.2f} {load_after[1]:.2f} {load_after[2]:.2f}")
+
+    t_ours = statistics.median(seconds["cld_scores"])
+    result = {
+        "date": started, "load_average_before": load_before, "load_average_after": load_after,
+        "cpus": os.cpu_count(), "N": n, "Q": q, "S": s, "C": c, "repeats": args.repeats,
+        "trajectory_gib": traj_bytes / 2**30,
+        "cld_hf_seconds": t_ours, "authors_loop_seconds": t_ref, "speedup": t_ref / t_ours,
+        "read_sum_seconds": statistics.median(seconds["read: train.sum()"]),
+        "cld_hf_over_read_sum": statistics.median(ratios("cld_scores", "read: train.sum()")),
+        "cld_hf_extra_peak_gib": peaks["cld_scores"] / 2**30,
+        "authors_loop_extra_peak_gib": peaks["authors' class loop"] / 2**30,
+        "cld_hf_extra_peak_over_trajectory": peaks["cld_scores"] / traj_bytes,
+        "authors_extra_peak_over_trajectory": peaks["authors' class loop"] / traj_bytes,
+        "max_abs_score_difference": diffs["cld_scores"],
+        "rows": rows,
+    }
+    if args.streaming:
+        result.update(streaming_seconds=statistics.median(seconds["StreamingCLD"]),
+                      streaming_over_batch=statistics.median(ratios("StreamingCLD", "cld_scores")),
+                      streaming_extra_peak_gib=peaks["StreamingCLD"] / 2**30,
+                      streaming_max_abs_difference=diffs["StreamingCLD"])
+    if attribution:
+        result["attribution"] = attribution
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=2)

@@ -348,10 +348,19 @@ def train_epoch(model, train, *, lr=0.5, seed=0, batch_size=16):
 
 
 def assert_signals_match(store, want_by_snapshot, *, final=None, atol=1e-5):
-    """The store's signals equal an independent recomputation per snapshot (and final arrays)."""
-    from cld_hf.recording import FINAL_SIGNALS, SNAPSHOT_SIGNALS
-
-    for name in SNAPSHOT_SIGNALS:
+    """The store's signals equal an independent recomputation per snapshot (and final arrays):
+    every signal the store holds that :func:`recompute_signals` recomputes, and ``tdds_kl``
+    from consecutive recomputed softmaxes."""
+    want_by_snapshot = [dict(w) for w in want_by_snapshot]
+    for t, w in enumerate(want_by_snapshot):  # the TDDS code's term, written out independently
+        if t == 0:
+            w["tdds_kl"] = np.zeros(len(w["probs"]))
+        else:
+            p, q = w["probs"], want_by_snapshot[t - 1]["probs"]
+            w["tdds_kl"] = np.abs(p * (np.log(p + 1e-8) - np.log(q + 1e-8))).sum(axis=1)
+    names = [n for n in store.signal_names if n in want_by_snapshot[0]]
+    assert names, store.signal_names
+    for name in names:
         got = store.train_signal(name)
         want = np.stack([w[name] for w in want_by_snapshot], axis=1)
         assert got.shape == want.shape
@@ -362,7 +371,7 @@ def assert_signals_match(store, want_by_snapshot, *, final=None, atol=1e-5):
             assert got.dtype == np.float32
             np.testing.assert_allclose(got, want, atol=atol)
     if final is not None:
-        for name in FINAL_SIGNALS:
+        for name in (n for n in store.array_names if n in final):
             np.testing.assert_allclose(store.load_array(name), final[name], atol=atol)
 
 

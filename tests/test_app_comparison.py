@@ -9,6 +9,7 @@ import pytest
 from cld_hf import LossTrajectories, class_budgets, select_top_per_class
 from cld_hf.baselines import METHODS, select_baseline
 from cld_hf.baselines.gradients import el2n_from_probs, gradient_projections
+from cld_hf.baselines.tdds import tdds_kl_terms
 from cld_hf.app.comparison import (
     CLD_COST,
     DEFAULT_METHODS,
@@ -35,6 +36,7 @@ def store(tmp_path_factory):
     st = LossTrajectories.create(tmp_path_factory.mktemp("cmp"), labels, qlabels)
     onehot = np.eye(CLASSES)[labels]
     drift = rng.normal(size=(len(labels), CLASSES))
+    previous = None
     for t in range(S):
         logits = onehot * (0.4 * t) + drift * (1 + 0.1 * t) + rng.normal(size=drift.shape)
         probs = np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)
@@ -47,9 +49,20 @@ def store(tmp_path_factory):
             "margin": logits[np.arange(len(labels)), labels] - other,
             "el2n": el2n_from_probs(probs, labels),
             "grad_projection": gradient_projections(probs, feats, labels),
+            "tdds_kl": (np.zeros(len(labels)) if previous is None
+                        else tdds_kl_terms(previous, probs)),
         })
+        previous = probs
     st.save_array("probs", probs.astype(np.float32))
     st.save_array("embeddings", feats.astype(np.float32))
+    qonehot = np.eye(CLASSES)[qlabels]
+    qlogits = 2 * qonehot + rng.normal(size=qonehot.shape)
+    st.save_array("query_probs", np.exp(qlogits) / np.exp(qlogits).sum(axis=1, keepdims=True),
+                  part="query")
+    st.save_array("query_embeddings", rng.normal(size=(len(qlabels), D)) + qonehot @ np.ones(
+        (CLASSES, D)), part="query")
+    st.save_array("curvature", rng.random((len(labels), 10)))
+    st.save_array("boundary_steps", rng.integers(0, 51, size=len(labels)))
     return st
 
 
@@ -104,12 +117,13 @@ def test_options_reach_the_method_and_unknown_ones_are_refused(store):
 
 def test_signals_for_methods_is_what_each_method_reads():
     assert signals_for_methods(METHOD_NAMES) == (
-        "correct", "true_prob", "margin", "el2n", "grad_projection", "embeddings", "probs")
+        "correct", "true_prob", "margin", "el2n", "grad_projection", "tdds_kl", "embeddings",
+        "probs", "query_embeddings", "query_probs", "curvature", "boundary_steps")
     assert signals_for_methods(["cld", "random"]) == ()
     assert signals_for_methods(["d2_pruning"]) == ("correct", "embeddings")  # its difficulty
     assert signals_for_methods(["ccs_aum"]) == ("margin",)
-    for name, spec in METHODS.items():
-        assert set(spec.signals) <= set(signals_for_methods([name]))
+    for name, spec in METHODS.items():  # query_labels come from the store, not the recorder
+        assert set(spec.signals) - {"query_labels"} <= set(signals_for_methods([name]))
     assert set(DEFAULT_METHODS) <= set(METHOD_NAMES)
 
 

@@ -190,7 +190,7 @@ def test_methods_each_get_a_coreset_with_the_same_budgets_and_a_table_column(tmp
 @pytest.mark.parametrize(
     "kwargs,match",
     [
-        ({"methods": ["cld", "glister"]}, "'glister', which is not implemented"),
+        ({"methods": ["cld", "glister_online"]}, "'glister_online', which is not implemented"),
         ({"methods": ["cld", "craig", "cld"]}, r"\['cld'\] more than once"),
         ({"methods": ["cld", "forgeting"]}, "'forgeting'; each must be one of"),
         ({"methods": ["cld", "dyn_unc"], "proxy_epochs": 5}, r"\['dyn_unc'\] use a window of 10"),

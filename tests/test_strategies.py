@@ -10,13 +10,13 @@ import pytest
 from cld_hf import class_budgets, select_random_per_class, select_top_per_class
 from cld_hf.strategies import (
     STRATEGIES,
-    _allocate,
     estimate_noise_rate,
     select_coverage,
     select_noise_adaptive,
     select_with_strategy,
     suspected_noise,
 )
+from cld_hf.strategies.coverage import _allocate
 
 # ---------------------------------------------------------------------------------- fixtures
 

@@ -86,8 +86,9 @@ CLD_COST = {
 """Appendix E.4 of the seed: the cost of CLD, in the same notation as the baselines'."""
 
 # Signals the recorder records per snapshot and at the end of training, in the order stored.
-_SNAPSHOT = ("correct", "true_prob", "margin", "el2n", "grad_projection")
-_FINAL = ("embeddings", "probs")
+_SNAPSHOT = ("correct", "true_prob", "margin", "el2n", "grad_projection", "tdds_kl")
+_FINAL = ("embeddings", "probs", "query_embeddings", "query_probs", "curvature",
+          "boundary_steps")
 
 
 @dataclass(frozen=True)
@@ -127,10 +128,10 @@ def check_methods(methods) -> list[str]:
     --------
     >>> check_methods(["cld", "random"])
     ['cld', 'random']
-    >>> check_methods(["cld", "glister"])
+    >>> check_methods(["cld", "glister_online"])
     Traceback (most recent call last):
     ...
-    ValueError: methods contains 'glister', which is not implemented: GLISTER ...
+    ValueError: methods contains 'glister_online', which is not implemented: ...
     """
     if isinstance(methods, str):
         raise TypeError(f"methods == {methods!r}: pass a list of names, e.g. [{methods!r}].")
@@ -218,6 +219,9 @@ def load_signals(store, methods) -> dict[str, np.ndarray]:
     for name in dict.fromkeys(s for m in check_methods(methods) for s in _method_signals(m)):
         if name == "loss":
             continue  # CLD reads the store's trajectories itself
+        if name == "query_labels":
+            out[name] = np.asarray(store.query_labels)
+            continue
         try:
             if SIGNALS[name].shape == "(N, S)":
                 out[name] = store.train_signal(name)

@@ -7,22 +7,27 @@ Each method is one plain function in a module of its family:
 - :mod:`.geometry` (penultimate features of the trained proxy): Herding, Moderate, k-Center
   greedy, GraphCut, D2-Pruning, CAL;
 - :mod:`.gradients` (last-layer gradients from the softmax and the features, no backward pass):
-  GraNd, CRAIG, TDDS.
+  GraNd, CRAIG, GLISTER (one-shot, as DeepCore runs it), TDDS (the seed's gradient projection,
+  and the TDDS code's per-epoch output change);
+- :mod:`.probes` (input-space probes of the trained proxy, one extra torch pass): SloCurv,
+  BoundarySet-CCS.
 
 Two kinds of methods:
 
 - ``"score"``: the function returns float32 scores where **higher = kept first** (a metric the
-  paper keeps *low*, like AUM, is returned negated); selection is
+  paper keeps *low*, like SloCurv's curvature, is returned negated); selection is
   :func:`cld_hf.select_top_per_class` with the same class budgets as CLD.
 - ``"select"``: greedy, submodular or sampling methods (Herding, k-Center greedy, GraphCut,
-  CRAIG, D2-Pruning, CCS, DUAL's Beta sampling, Random); the function
+  CRAIG, GLISTER, D2-Pruning, CCS, BoundarySet-CCS, DUAL's Beta sampling, Random); the function
   ``f(labels, budgets, <signals>, *, <options>, seed=0)`` returns the selected row indices
   (int64, ascending) and keeps exactly ``budgets[c]`` samples of each class ``c``.
 
 :data:`METHODS` maps each method name to a :class:`Method` record (function, kind, signals, score
 direction, defaults, Appendix E cost). :func:`select_baseline` runs any of them by name from a
 dict of recorded signals; :data:`SIGNALS` says what each signal is and how to record it.
-GLISTER and SloCurv are not implemented (see :data:`NOT_IMPLEMENTED`).
+Only GLISTER's adaptive version, which reselects during training, is not implemented (see
+:data:`NOT_IMPLEMENTED`). NumPy only, with SciPy's sparse matrices for D2-Pruning and CAL; no
+torch.
 
 Examples
 --------
@@ -33,7 +38,7 @@ Examples
 ...                     [0, 0, 0, 0], [1, 1, 1, 1], [0, 1, 0, 1]], dtype=bool)
 >>> budgets = class_budgets(labels, size=2)
 >>> select_baseline("forgetting", labels, budgets=budgets, signals={"correct": correct}).tolist()
-[0, 3]
+[0, 5]
 """
 
 from __future__ import annotations
@@ -49,6 +54,7 @@ import numpy as np
 from ..selection import select_random_per_class, select_top_per_class
 from .._validation import check_labels
 from .common import SIGNALS, Signal, missing_signal_error
+from .probes import boundary_ccs_select, slocurv_scores
 from .dynamics import (
     aum_scores,
     ccs_select,
@@ -69,12 +75,13 @@ from .geometry import (
 from .gradients import (
     craig_select,
     el2n_from_probs,
+    glister_select,
     gradient_norms,
     gradient_projections,
     grand_scores,
     last_layer_gradients,
-    tdds_scores,
 )
+from .tdds import tdds_kl_scores, tdds_kl_terms, tdds_scores
 
 __all__ = [
     "METHODS",
@@ -105,7 +112,13 @@ __all__ = [
     "gradient_projections",
     "grand_scores",
     "craig_select",
+    "glister_select",
     "tdds_scores",
+    "tdds_kl_terms",
+    "tdds_kl_scores",
+    # probes
+    "slocurv_scores",
+    "boundary_ccs_select",
 ]
 
 
@@ -131,9 +144,19 @@ class Method:
     storage : str
         Selection-stage storage overhead, Appendix E.
     reference : str
+        The method's paper, the seed's section, and the reference implementation cld-hf was
+        compared with.
     difficulty : str or None
         For samplers driven by a difficulty score (CCS, D2-Pruning): the method in
         :data:`METHODS` whose scores they use by default (higher = harder).
+    difficulty_options : mapping
+        Options passed to the difficulty method (CCS(AUM): ``{"keep": "low"}``, i.e. ``-AUM``).
+    
+    Examples
+    --------
+    >>> spec = METHODS["forgetting"]
+    >>> spec.kind, spec.signals, dict(spec.defaults)
+    ('score', ('correct',), {'variant': 'deepcore'})
     """
 
     function: Callable
@@ -144,9 +167,12 @@ class Method:
     storage: str
     reference: str
     difficulty: str | None = None
+    difficulty_options: Mapping = field(default_factory=dict)
     defaults: Mapping = field(init=False)
 
     def __post_init__(self):
+        options = MappingProxyType(dict(self.difficulty_options))
+        object.__setattr__(self, "difficulty_options", options)
         params = inspect.signature(self.function).parameters.values()
         options = {
             p.name: p.default
@@ -176,10 +202,11 @@ METHODS: dict[str, Method] = {
         forgetting_scores,
         "score",
         ("correct",),
-        "high: most forgetting events first; never-learned samples count as most forgotten",
+        "high: most forgetting events first; never-learned samples score 0 (DeepCore; "
+        "variant='toneva' counts them as most forgotten)",
         "3N T_early f_large + 3k T_late f_large",
         "O(N) (per-sample counter/bit)",
-        "Toneva et al., ICLR 2019 (E.1.2)",
+        "Toneva et al., ICLR 2019 (E.1.2); compared with DeepCore's Forgetting",
     ),
     "el2n": Method(
         el2n_scores,
@@ -188,27 +215,29 @@ METHODS: dict[str, Method] = {
         "high: largest early error norm first",
         "3N T_early R f_large + 3k T_late f_large",
         "O(N)",
-        "Paul et al., NeurIPS 2021 (E.1.5)",
+        "Paul et al., NeurIPS 2021 (E.1.5); compared with the CCS code's el2n",
     ),
     "aum": Method(
         aum_scores,
         "score",
         ("margin",),
-        "low: lowest AUM (hard/ambiguous) first; returns -AUM",
+        "high: highest AUM first; low-AUM (likely mislabelled) samples last",
         f"{_PROXY} + {_TRAIN}",
         "O(N) (running sums)",
-        "Pleiss et al., NeurIPS 2020 (E.1.3)",
+        "Pleiss et al., NeurIPS 2020 (E.1.3); compared with asappresearch/aum",
     ),
     "ccs_aum": Method(
         ccs_select,
         "select",
         ("margin",),
-        "stratified over -AUM after dropping the hardest hard_prune share",
+        "stratified over AUM after dropping the lowest-AUM hard_prune share (CCS's direction)",
         f"{_PROXY} + O(N) stratified sampling + {_TRAIN} (as AUM; E.2.4 adds 3N K f for PGD "
         f"distances, not used here)",
         "O(N)",
-        "Zheng et al., ICLR 2023 (CCS) with AUM (E.1.3, E.2.4)",
+        "Zheng et al., ICLR 2023 (CCS) with AUM (E.1.3, E.2.4); compared with "
+        "haizhongzheng/Coverage-centric-coreset-selection",
         difficulty="aum",
+        difficulty_options={"keep": "low"},
     ),
     "dyn_unc": Method(
         dyn_unc_scores,
@@ -217,7 +246,7 @@ METHODS: dict[str, Method] = {
         "high: most uncertain (windowed std of the true-class probability) first",
         f"{_PROXY} + {_TRAIN}",
         "O(NJ)",
-        "He et al., CVPR 2024 (E.3.3)",
+        "He et al., CVPR 2024 (E.3.3); compared with the DUAL code's Dyn-Unc",
     ),
     "dual": Method(
         dual_scores,
@@ -226,7 +255,7 @@ METHODS: dict[str, Method] = {
         "high: largest windowed std x (1 - mean) over the early snapshots first",
         f"3N T_proxy,early f + {_TRAIN}",
         "O(NJ)",
-        "Cho et al., ICML 2025 (E.3.3)",
+        "Cho et al., ICML 2025 (E.3.3); compared with behaapyy/dual-pruning",
     ),
     "dual_beta": Method(
         dual_beta_select,
@@ -235,16 +264,17 @@ METHODS: dict[str, Method] = {
         "sampled with probability ~ BetaPDF(mean true prob) x DUAL score",
         f"3N T_proxy,early f + {_TRAIN} (sampling negligible)",
         "O(NJ)",
-        "Cho et al., ICML 2025 (E.3.3, Beta sampling)",
+        "Cho et al., ICML 2025 (E.3.3, Beta sampling); compared with behaapyy/dual-pruning",
     ),
     "herding": Method(
         herding_select,
         "select",
         ("embeddings",),
-        "greedy: matches the class mean",
+        "greedy: matches the class mean (argmin; DeepCore's code takes the argmax, "
+        "reference='deepcore')",
         f"{_PROXY} + N f + O(N d k) + 3k T_late f_large",
         "O(N d) (+ O(k^2) optional Gram)",
-        "Welling 2009; Chen et al., UAI 2010 (E.1.1)",
+        "Welling 2009; Chen et al., UAI 2010 (E.1.1); compared with DeepCore's Herding",
     ),
     "moderate": Method(
         moderate_scores,
@@ -253,7 +283,7 @@ METHODS: dict[str, Method] = {
         "median: distance to the class centre closest to the class median first",
         f"{_PROXY} + N f + O(N d + N log N) + {_TRAIN}",
         "O(N d)",
-        "Xia et al., ICLR 2023 (E.1.6)",
+        "Xia et al., ICLR 2023 (E.1.6); compared with the Moderate-DS code",
     ),
     "kcenter": Method(
         kcenter_select,
@@ -262,7 +292,7 @@ METHODS: dict[str, Method] = {
         "greedy: farthest-first (minimax coverage)",
         f"{_PROXY} + N f + O(N k d) + {_TRAIN} (not in Appendix E; by analogy with Herding)",
         "O(N d)",
-        "Sener & Savarese, ICLR 2018",
+        "Sener & Savarese, ICLR 2018; compared with DeepCore's kCenterGreedy",
     ),
     "graphcut": Method(
         graphcut_select,
@@ -271,26 +301,28 @@ METHODS: dict[str, Method] = {
         "greedy: generalized graph cut (representative, not redundant)",
         f"{_PROXY} + N f + O(N^2 k) + {_TRAIN} (here per class: O(n_c^2 d + n_c k_c d))",
         "O(N^2) (here O(n_c) plus a 2048 x n_c kernel block)",
-        "Iyer et al., ALT 2021 (E.2.3)",
+        "Iyer et al., ALT 2021 (E.2.3); compared with DeepCore's GraphCut",
     ),
     "d2_pruning": Method(
         d2_select,
         "select",
         ("embeddings", "correct"),
         "greedy: forward message passing of difficulty (forgetting), reverse-message sampling",
-        f"{_PROXY} + N f + O(N k d) + O(H N k) + {_TRAIN}",
+        f"{_PROXY} + N f + O(N k d) + O(H N k) + {_TRAIN} (here the kNN search is exact, per "
+        f"class: O(n_c^2 d))",
         "O(N d) + O(N k) (features + kNN graph)",
-        "Maharana et al., ICLR 2024 (E.1.7)",
+        "Maharana et al., ICLR 2024 (E.1.7); compared with adymaharana/d2pruning",
         difficulty="forgetting",
     ),
     "cal": Method(
         cal_scores,
         "score",
         ("embeddings", "probs"),
-        "high: largest mean KL(neighbour || sample) first",
+        "high: largest mean KL(neighbour || sample) first (CAL paper; DeepCore keeps the "
+        "lowest, reference='deepcore')",
         f"3k T_proxy f + U f + O(U k d) + {_TRAIN}",
         "O(U d) (proxy features)",
-        "Margatina et al., EMNLP 2021 (E.1.4)",
+        "Margatina et al., EMNLP 2021 (E.1.4); compared with DeepCore's Cal",
     ),
     "grand": Method(
         grand_scores,
@@ -300,7 +332,7 @@ METHODS: dict[str, Method] = {
         "3N T_early R f_large + 3N T_early R f_large + 3k T_late f_large (the extra gradient "
         "sweep is free here: closed form from probs and embeddings)",
         "O(N)",
-        "Paul et al., NeurIPS 2021 (E.1.5)",
+        "Paul et al., NeurIPS 2021 (E.1.5); compared with DeepCore's GraNd",
     ),
     "craig": Method(
         craig_select,
@@ -309,7 +341,19 @@ METHODS: dict[str, Method] = {
         "greedy: facility location on last-layer gradients (gradient matching)",
         f"{_PROXY} + O(A (N k + N log(1/eps)) D_eff) + {_TRAIN}",
         "O(N (F + C)) (here O(n_c^2) per class for the distances)",
-        "Mirzasoleiman et al., ICML 2020 (E.2.1)",
+        "Mirzasoleiman et al., ICML 2020 (E.2.1); compared with DeepCore's Craig",
+    ),
+    "glister": Method(
+        glister_select,
+        "select",
+        ("probs", "embeddings", "query_probs", "query_embeddings", "query_labels"),
+        "greedy: largest Taylor-approximated drop of the class's query loss, one SGD step on "
+        "the selected samples per pick",
+        "3k T f_large + O((k Q + N log(1/eps)) f_large T / gamma) (E.2.2, GLISTER-ONLINE); here "
+        f"one-shot from the final proxy as DeepCore runs it: {_PROXY} + Q f + "
+        f"O(N Q_c (C + d)) + {_TRAIN}",
+        "O(Q) (validation cache; here O(Q (C + d)) query softmax and features)",
+        "Killamsetty et al., AAAI 2021 (E.2.2); compared with DeepCore's Glister and CORDS",
     ),
     "tdds": Method(
         tdds_scores,
@@ -319,24 +363,49 @@ METHODS: dict[str, Method] = {
         f"{_PROXY} + {_PROXY} + {_TRAIN} (here the projections are last-layer, from the "
         f"eval sweep: no extra backward)",
         "O(N J) (windowed logs)",
-        "Zhang et al., CVPR 2024 (E.3.2)",
+        "Zhang et al., CVPR 2024 (E.3.2, the seed's gradient projection); compared with "
+        "zhangxin-xd/Dataset-Pruning-TDDS",
+    ),
+    "tdds_kl": Method(
+        tdds_kl_scores,
+        "score",
+        ("tdds_kl",),
+        "high: most variable per-epoch output change over the latest windows first",
+        f"{_PROXY} + {_TRAIN} (E.3.2 counts {_PROXY} more for gradient sweeps; the TDDS "
+        f"code's term needs only consecutive softmaxes of the eval sweep)",
+        "O(N J) (windowed logs; the recorder holds one (N, C) softmax between snapshots)",
+        "Zhang et al., CVPR 2024 (E.3.2), as zhangxin-xd/Dataset-Pruning-TDDS computes it",
+    ),
+    "slocurv": Method(
+        slocurv_scores,
+        "score",
+        ("curvature",),
+        "low: lowest input-loss curvature first; returns -curvature",
+        "3N T_proxy f + 3N (R + 1) f + 3k T_late f_large",
+        "O(N) + O(R d) (running stats + R probe dirs; O(N R) if every probe is kept)",
+        "Garg & Roy, CVPR 2023 (E.3.1); compared with purdue-nrl/Memorization-Curvature "
+        "(the authors' curvature code; SloCurv's own is not public)",
+    ),
+    "boundary_ccs": Method(
+        boundary_ccs_select,
+        "select",
+        ("boundary_steps",),
+        "stratified over the PGD distance-to-boundary bands 0..k_max",
+        "3N T_proxy f + 3N K_bar f + 3k T f_large",
+        "O(N) (per-sample distance)",
+        "Yang et al., ICML 2024 (E.2.4); no official code found, compared with a public "
+        "reproduction",
     ),
 }
 
 #: Methods of the paper's comparison that are not implemented, and why.
 NOT_IMPLEMENTED: dict[str, str] = {
-    "glister": (
-        "GLISTER (Killamsetty et al., AAAI 2021; E.2.2) replaces the training loop: it reselects "
-        "the subset every gamma epochs by a bi-level objective on the validation loss with a "
-        "Taylor approximation of the model update. It cannot be computed from one recorded "
-        "proxy run; it needs a training-loop integration (the torch layer), not a scorer. "
+    "glister_online": (
+        "GLISTER-ONLINE (Killamsetty et al., AAAI 2021; E.2.2) replaces the training loop: it "
+        "reselects the subset every gamma epochs while the target model trains on it. It cannot "
+        "be computed from one recorded proxy run; it needs a training-loop integration (the "
+        "torch layer). The one-shot version that DeepCore runs is 'glister'. "
         "Cost: 3kT f_large + O((kQ + N log(1/eps)) f_large T / gamma); storage O(Q)."
-    ),
-    "slocurv": (
-        "SloCurv (Garg & Roy, 2023; E.3.1) needs input-gradients of the loss at R perturbed "
-        "copies of every input (Hutchinson probes) on the trained proxy: a backward pass w.r.t. "
-        "the inputs that the recorder does not see. It belongs in an extra torch sweep. "
-        "Cost: 3N T_proxy f + 3N (R + 1) f + 3k T_late f_large; storage O(N) + O(R d)."
     ),
 }
 
@@ -377,7 +446,7 @@ def select_baseline(
     **options
         Keyword options of the method's function (see ``METHODS[method].defaults``). CCS and
         D2-Pruning also take ``scores=`` (difficulty, higher = harder); by default they use the
-        scores of ``METHODS[method].difficulty``.
+        scores of ``METHODS[method].difficulty`` with ``METHODS[method].difficulty_options``.
 
     Returns
     -------
@@ -394,7 +463,7 @@ def select_baseline(
     >>> labels = np.array([0, 0, 0, 0])
     >>> margin = np.array([[3.0, 3.0], [-1.0, 0.0], [0.5, 0.5], [2.0, 1.0]])
     >>> select_baseline("aum", labels, budgets={0: 2}, signals={"margin": margin}).tolist()
-    [1, 2]
+    [0, 3]
     """
     if method not in METHODS:
         extra = (
@@ -424,7 +493,9 @@ def select_baseline(
     if spec.difficulty is not None and "scores" not in values:
         difficulty = METHODS[spec.difficulty]
         inputs = {name: signals[name] for name in difficulty.signals}
-        values["scores"] = _call(difficulty.function, {**inputs, "labels": lab})
+        values["scores"] = _call(
+            difficulty.function, {**inputs, "labels": lab, **spec.difficulty_options}
+        )
     if spec.kind == "score":
         scores = _call(spec.function, {**values, "labels": lab})
         return select_top_per_class(scores, lab, budgets=budgets)

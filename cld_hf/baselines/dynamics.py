@@ -2,8 +2,9 @@
 
 Every scorer reads per-sample signals recorded at ``S`` snapshots (arrays ``(N, S)``, columns in
 time order, from the same eval sweep as the loss) and returns float32 scores where **higher is
-kept first**, so :func:`cld_hf.select_top_per_class` selects with them. Where a method's paper
-keeps *low* values (AUM), the scorer returns the negated metric and says so.
+kept first**, so :func:`cld_hf.select_top_per_class` selects with them. Where a method keeps
+*low* values, the scorer returns the negated metric and says so (``aum_scores(...,
+keep="low")`` for CCS's difficulty).
 
 :func:`ccs_select` and :func:`dual_beta_select` are samplers, not top-k: they return the selected
 row indices directly and respect the same class budgets.
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .._validation import check_float, check_int, check_labels
+from .._validation import check_choice, check_float, check_int, check_labels
 from .common import (
     check_array,
     check_bool_trajectory,
@@ -23,8 +24,11 @@ from .common import (
     check_unit_interval,
     check_window,
     columns,
+    hard_prune_global,
     hard_prune_pool,
     order_by_score,
+    strata_bins,
+    stratified_draw,
 )
 
 __all__ = [
@@ -38,14 +42,22 @@ __all__ = [
 ]
 
 
-def forgetting_scores(correct) -> np.ndarray:
+def forgetting_scores(correct, *, variant: str = "deepcore") -> np.ndarray:
     """Forgetting events per sample (Toneva et al., ICLR 2019); keep the most forgotten.
 
     A forgetting event is a transition from correct at snapshot ``t - 1`` to wrong at snapshot
-    ``t``. A sample that is never classified correctly at any snapshot counts as the most
-    forgotten of all (Toneva et al. give it an infinite count); it scores ``S``, which is larger
-    than any reachable count (at most ``S // 2``), so the scores stay finite and can be binned
-    (CCS, D2-Pruning).
+    ``t``. The two variants differ only for samples that are **never** classified correctly:
+
+    - ``"deepcore"`` (default): they have no event and score 0, like never-forgotten samples.
+      This is DeepCore's ``Forgetting`` (its counter starts at 0 and only counts correct ->
+      wrong transitions), the implementation the paper's baselines come from (seed, Appendix C:
+      "For baseline comparisons, we use the DeepCore library"), so Table 2's Forgetting column
+      was computed this way.
+    - ``"toneva"``: they count as the most forgotten of all (Toneva et al. give them an infinite
+      count). They score ``S``, larger than any reachable count (at most ``S // 2``), so the
+      scores stay finite and can be binned (CCS, D2-Pruning). On noisy data this keeps the
+      never-learned (often mislabelled) samples first: in a side-by-side run at 10%, 90% of the
+      coreset was never learned and 73.5% mislabelled, against 2.5% and 6.5% with DeepCore's.
 
     Direction: **high kept first** (more forgetting events = more informative).
 
@@ -53,6 +65,8 @@ def forgetting_scores(correct) -> np.ndarray:
     ----------
     correct : bool array of shape (N, S)
         Whether the prediction equals the label at each snapshot (signal ``correct``).
+    variant : {"deepcore", "toneva"}, default "deepcore"
+        What a never-learned sample scores: 0 (DeepCore) or ``S`` (Toneva et al.).
 
     Returns
     -------
@@ -60,22 +74,28 @@ def forgetting_scores(correct) -> np.ndarray:
 
     Notes
     -----
-    Toneva et al. count events over the mini-batch presentations during training; here they are
-    counted over the eval-sweep snapshots, one per epoch (fixed weights, no augmentation).
+    Toneva et al. and DeepCore count events over the mini-batch presentations during training
+    (train mode, augmented inputs); here they are counted over the eval-sweep snapshots, one per
+    epoch (fixed weights, no augmentation).
 
     Examples
     --------
-    >>> correct = [[1, 0, 1, 0, 1, 0],   # learned and forgotten 3 times
-    ...            [1, 1, 1, 0, 1, 1],   # forgotten once
-    ...            [1, 1, 1, 1, 1, 1],   # never forgotten
-    ...            [0, 0, 0, 0, 0, 0]]   # never learned: most forgotten
-    >>> forgetting_scores(np.array(correct, dtype=bool)).tolist()
+    >>> correct = np.array([[1, 0, 1, 0, 1, 0],   # learned and forgotten 3 times
+    ...                     [1, 1, 1, 0, 1, 1],   # forgotten once
+    ...                     [1, 1, 1, 1, 1, 1],   # never forgotten
+    ...                     [0, 0, 0, 0, 0, 0]],  # never learned
+    ...                    dtype=bool)
+    >>> forgetting_scores(correct).tolist()                    # DeepCore: no event, 0
+    [3.0, 1.0, 0.0, 0.0]
+    >>> forgetting_scores(correct, variant="toneva").tolist()  # Toneva: most forgotten
     [3.0, 1.0, 0.0, 6.0]
     """
     c = check_bool_trajectory(correct, "correct")
+    check_choice("variant", variant, ("deepcore", "toneva"))
     events = np.count_nonzero(c[:, :-1] & ~c[:, 1:], axis=1)
     scores = events.astype(np.float32)
-    scores[~c.any(axis=1)] = c.shape[1]
+    if variant == "toneva":
+        scores[~c.any(axis=1)] = c.shape[1]
     return scores
 
 
@@ -116,15 +136,19 @@ def el2n_scores(el2n, *, first: int | None = 20) -> np.ndarray:
     return e[:, cols].mean(axis=1).astype(np.float32)
 
 
-def aum_scores(margin, *, first: int | None = None) -> np.ndarray:
-    """Negated Area Under the Margin (Pleiss et al., NeurIPS 2020); keep LOW AUM (hard) first.
+def aum_scores(margin, *, first: int | None = None, keep: str = "high") -> np.ndarray:
+    """Area Under the Margin (Pleiss et al., NeurIPS 2020); keep the HIGHEST AUM first.
 
     ``AUM(x) = mean_t [z_y(x; t) - max_{c != y} z_c(x; t)]`` over the snapshots, where ``z`` are
-    the logits. A low (negative) AUM marks an ambiguous or mislabelled sample; CCS (Zheng et al.,
-    ICLR 2023) uses it as the difficulty score, keeping the low-AUM end.
+    the logits. A low (negative) AUM marks an ambiguous or mislabelled sample: the proxy keeps
+    preferring another class. Seed Appendix E.1.3 selects "according to the desired criterion
+    (e.g., highest AUM, or filter low-AUM points)": both keep the high end, and that is the
+    default. Keeping the low end first fills a coreset with mislabelled samples (84-88% of a 10%
+    coreset in a side-by-side run with 10% label noise).
 
-    Direction: the paper's metric is kept **low** first, so this returns ``-AUM``: higher
-    returned score = lower margin = kept first.
+    Direction: ``keep="high"`` (default) returns ``AUM``: **high kept first**, the low-AUM
+    (likely mislabelled) samples last. ``keep="low"`` returns ``-AUM`` (lowest first): the
+    difficulty convention of the samplers (higher = harder), which CCS(AUM) uses.
 
     Parameters
     ----------
@@ -132,10 +156,12 @@ def aum_scores(margin, *, first: int | None = None) -> np.ndarray:
         Logit of the label minus the largest other logit, per snapshot (signal ``margin``).
     first : int or None, default None
         Use only the first ``first`` snapshots (all when None, as in Pleiss et al.).
+    keep : {"high", "low"}, default "high"
+        Which end is kept first: ``"high"`` returns ``AUM``, ``"low"`` returns ``-AUM``.
 
     Returns
     -------
-    numpy.ndarray of float32, shape (N,): ``-AUM``.
+    numpy.ndarray of float32, shape (N,).
 
     Notes
     -----
@@ -146,30 +172,16 @@ def aum_scores(margin, *, first: int | None = None) -> np.ndarray:
     Examples
     --------
     >>> margin = [[4.0, 6.0], [-1.0, 0.0], [1.0, 2.0]]
-    >>> aum_scores(margin).tolist()   # -AUM: the ambiguous sample (AUM -0.5) scores highest
+    >>> aum_scores(margin).tolist()              # the ambiguous sample (AUM -0.5) comes last
+    [5.0, -0.5, 1.5]
+    >>> aum_scores(margin, keep="low").tolist()  # -AUM: hardest first (CCS's difficulty)
     [-5.0, 0.5, -1.5]
     """
     m = check_array(margin, "margin")
+    check_choice("keep", keep, ("high", "low"))
     cols = columns(m.shape[1], first)
-    return (-m[:, cols].mean(axis=1)).astype(np.float32)
-
-
-def _bin_allocate(counts: np.ndarray, k: int) -> np.ndarray:
-    """CCS budget split: smallest strata first, each gets min(size, remaining // strata left)."""
-    order = np.argsort(counts, kind="stable")
-    budget = np.zeros(len(counts), dtype=np.int64)
-    remaining = k
-    for i, s in enumerate(order):
-        take = min(int(counts[s]), remaining // (len(order) - i))
-        budget[s] = take
-        remaining -= take
-    for s in order[::-1]:  # integer division can leave a few over: largest strata first
-        if remaining == 0:
-            break
-        extra = min(remaining, int(counts[s] - budget[s]))
-        budget[s] += extra
-        remaining -= extra
-    return budget
+    aum = m[:, cols].mean(axis=1)
+    return (aum if keep == "high" else 0.0 - aum).astype(np.float32)
 
 
 def ccs_select(
@@ -179,17 +191,24 @@ def ccs_select(
     *,
     hard_prune: float = 0.0,
     strata: int = 50,
+    pool: str = "class",
     seed: int = 0,
 ) -> np.ndarray:
-    """Coverage-centric coreset selection (CCS; Zheng et al., ICLR 2023), per class.
+    """Coverage-centric coreset selection (CCS; Zheng et al., ICLR 2023).
 
-    In each class: drop the hardest ``hard_prune`` share (the highest ``scores``), split the
-    range of the remaining scores into ``strata`` equal-width bins, share the class budget
-    across the bins (smallest bin first, each takes ``min(its size, budget left // bins left)``)
-    and draw uniformly at random inside each bin.
+    Drop the hardest ``hard_prune`` share (the highest ``scores``), split the range of the
+    remaining scores into ``strata`` equal-width bins, share each class budget across the bins
+    (:func:`~cld_hf.baselines.common.allocate_strata`: CCS's iterative allocation, smallest bin
+    first, each taking ``min(its size, budget left // bins left)``; when the budget is smaller
+    than the number of non-empty bins, one sample from each of ``k_c`` bins evenly spaced over
+    the score range) and draw uniformly at random inside each bin.
 
-    Kind: a **sampler** (not top-k). With AUM as the score (``aum_scores``) this is the
-    paper's CCS(AUM) baseline.
+    Kind: a **sampler** (not top-k); every class keeps exactly its budget. With AUM as the
+    difficulty (``aum_scores(margin, keep="low")``, i.e. ``-AUM``) this is the paper's CCS(AUM)
+    baseline: it drops the **lowest-AUM** samples (likely mislabelled) first, then covers the
+    rest of the AUM range evenly. That is CCS's own direction, as in its code (prune by
+    ``accumulated_margin`` ascending, stratify on it); it does not change with :func:`aum_scores`'
+    default.
 
     Parameters
     ----------
@@ -197,20 +216,33 @@ def ccs_select(
     budgets : dict
         ``{class: k_c}`` from :func:`cld_hf.class_budgets`; respected exactly.
     scores : float array of shape (N,)
-        Difficulty in the baselines' convention (**higher = harder**, e.g. ``aum_scores`` =
-        -AUM, ``forgetting_scores``, ``el2n_scores``).
+        Difficulty in the baselines' convention (**higher = harder**, e.g.
+        ``aum_scores(margin, keep="low")`` = -AUM, ``forgetting_scores``, ``el2n_scores``).
     hard_prune : float in [0, 1), default 0.0
-        CCS's ``beta`` (``--mis-ratio``): the share of each class's hardest samples dropped
-        before stratifying. The paper tunes it per pruning rate (its README uses 0.3 at 90%
-        pruning on CIFAR-10); at most ``n_c - k_c`` are dropped so the budget can be met.
+        CCS's ``beta`` (``--mis-ratio``): the share of the hardest samples dropped before
+        stratifying. The paper tunes it per pruning rate (its README uses 0.3 at 90% pruning on
+        CIFAR-10); a class never drops below its budget.
     strata : int, default 50
         Number of equal-width score bins (the CCS code's value).
+    pool : {"class", "global"}, default "class"
+        ``"class"``: prune, bin and allocate inside each class (the class-balanced protocol of
+        the paper's tables). ``"global"``: the CCS code's pool: ``int(hard_prune * N)`` hardest
+        samples of the whole set are dropped (so classes with many hard samples lose more) and
+        the bins span the score range of the whole remaining set; each class budget is then
+        shared over that class's part of the global bins.
     seed : int, default 0
         Seeds the draws inside the bins.
 
     Returns
     -------
     numpy.ndarray of int64: the selected row indices, ascending.
+
+    Notes
+    -----
+    The CCS code allocates one budget over the global bins with no class balance; ``"global"``
+    keeps its prune and bins but allocates per class, so that every method of the comparison
+    keeps the same class budgets. Its bins are half-open up to ``1.0001 * max`` (a negative
+    maximum then falls outside every bin); here the last bin is closed at the maximum.
 
     Examples
     --------
@@ -224,21 +256,22 @@ def ccs_select(
     sc = check_array(scores, "scores", ndim=1, n=len(lab), layout="(N,)")
     check_float("hard_prune", hard_prune, min_val=0.0, max_val=1.0, include_max=False)
     check_int("strata", strata, min_val=1)
+    check_choice("pool", pool, ("class", "global"))
     check_int("seed", seed, min_val=0)
+    groups = check_budgets(budgets, lab)
     rng = np.random.default_rng(seed)
+    if pool == "global":
+        kept = hard_prune_global(lab, sc, budgets, hard_prune)
+        lo, hi = float(sc[kept].min()), float(sc[kept].max())
     chosen = []
-    for _, idx, k in check_budgets(budgets, lab):
-        pool, s = hard_prune_pool(idx, sc[idx], k, hard_prune)
-        lo, hi = s.min(), s.max()
-        if hi > lo:
-            bins = np.minimum(((s - lo) / (hi - lo) * strata).astype(np.int64), strata - 1)
+    for _, idx, k in groups:
+        if pool == "class":
+            members, s = hard_prune_pool(idx, sc[idx], k, hard_prune)
+            bins = strata_bins(s, strata)
         else:
-            bins = np.zeros(len(s), dtype=np.int64)
-        counts = np.bincount(bins, minlength=strata)
-        take = _bin_allocate(counts, k)
-        for b in np.flatnonzero(take):
-            members = pool[bins == b]
-            chosen.append(rng.choice(members, size=int(take[b]), replace=False))
+            members = idx[kept[idx]]
+            bins = strata_bins(sc[members], strata, lo, hi)
+        chosen.append(stratified_draw(members, bins, k, strata, rng))
     if not chosen:
         return np.zeros(0, dtype=np.int64)
     return np.sort(np.concatenate(chosen)).astype(np.int64)
@@ -290,7 +323,7 @@ def dyn_unc_scores(true_prob, *, window: int = 10, first: int | None = None) -> 
     """
     p = check_unit_interval(check_array(true_prob, "true_prob"), "true_prob")
     cols = columns(p.shape[1], first)
-    window = check_window(window, len(cols), first, p.shape[1])
+    window = check_window(window, cols.stop, first, p.shape[1])
     return _window_stats(p[:, cols], window, difficulty=False).astype(np.float32)
 
 
@@ -331,7 +364,7 @@ def dual_scores(true_prob, *, window: int = 10, first: int | None = 30) -> np.nd
     """
     p = check_unit_interval(check_array(true_prob, "true_prob"), "true_prob")
     cols = columns(p.shape[1], first)
-    window = check_window(window, len(cols), first, p.shape[1])
+    window = check_window(window, cols.stop, first, p.shape[1])
     return _window_stats(p[:, cols], window, difficulty=True).astype(np.float32)
 
 
@@ -416,7 +449,7 @@ def dual_beta_select(
     check_int("seed", seed, min_val=0)
     groups = check_budgets(budgets, lab)
     cols = columns(p.shape[1], first)
-    window = check_window(window, len(cols), first, p.shape[1])
+    window = check_window(window, cols.stop, first, p.shape[1])
     early = p[:, cols]
     score = _window_stats(early, window, difficulty=True)
     mean_p = early.mean(axis=1)

@@ -7,22 +7,25 @@ and D2-Pruning are greedy selections: they return the selected row indices direc
 the class budgets exactly. Moderate and CAL are scorers (float32, **higher kept first**) for
 :func:`cld_hf.select_top_per_class`.
 
-NumPy, with scikit-learn's ``NearestNeighbors`` for the kNN graphs of D2-Pruning and CAL
-(imported when first used; ``pip install scikit-learn``). The greedy methods need distances or
-similarities to one new point per step; those are one NumPy line each, cheaper than a
-``pairwise_distances`` call per step (whose input validation dominated at these sizes).
+NumPy, and SciPy's sparse matrices for D2-Pruning and CAL (``pip install scipy``; no
+scikit-learn). The kNN graphs of D2-Pruning and CAL are exact Euclidean neighbours within the
+class (:func:`~cld_hf.baselines.common.neighbors_without_self`: one BLAS Gram block per group of
+rows, then exact distances for the candidates). The greedy methods need distances or
+similarities to one new point per step; those are one NumPy line each. The features are read
+one class at a time (float64 per class), so a float32 ``(N, D)`` array is never copied whole.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
-from .._validation import check_choice, check_float, check_int, check_labels
+from .._validation import check_bool, check_choice, check_float, check_int, check_labels
 from .common import (
     check_array,
     check_budgets,
     check_probs,
     class_groups,
+    csr_matrix,
     hard_prune_pool,
     neighbors_without_self,
 )
@@ -40,18 +43,14 @@ __all__ = [
 _CHUNK_ROWS = 2048
 
 
-def _sklearn():
-    try:
-        import sklearn  # noqa: F401
-    except ImportError as err:  # pragma: no cover - scikit-learn is installed in the dev setup
-        raise ImportError(
-            "This baseline needs scikit-learn for its nearest-neighbour search: "
-            "pip install scikit-learn"
-        ) from err
-
-
 def _embeddings(embeddings, n: int | None = None) -> np.ndarray:
-    return check_array(embeddings, "embeddings", ndim=2, n=n, layout="(N, D)")
+    """The features as given (float32 stays float32): callers take one class at a time."""
+    return check_array(embeddings, "embeddings", ndim=2, n=n, layout="(N, D)", dtype=None)
+
+
+def _rows(x: np.ndarray, idx: np.ndarray) -> np.ndarray:
+    """Rows ``idx`` of ``x`` in float64."""
+    return np.asarray(x[idx], dtype=np.float64)
 
 
 def _finish(chosen: list) -> np.ndarray:
@@ -65,12 +64,17 @@ def _finish(chosen: list) -> np.ndarray:
 # --------------------------------------------------------------------------------------------
 
 
-def herding_select(labels, budgets: dict, embeddings, *, seed: int = 0) -> np.ndarray:
+def herding_select(labels, budgets: dict, embeddings, *, reference: str = "paper",
+                   seed: int = 0) -> np.ndarray:
     """Herding (Welling, ICML 2009; Chen et al., UAI 2010), per class: greedy mean matching.
 
     At step ``t`` the sample added is the one that brings the mean of the selected features
-    closest to the class mean: ``argmin_x || t * mu - sum_{s in S} h_s - h_x ||`` (the DeepCore
-    implementation), i.e. kernel herding with the linear kernel on the proxy's features.
+    closest to the class mean: ``argmin_x || t * mu - sum_{s in S} h_s - h_x ||``: greedy mean
+    matching with the linear kernel on the proxy's features, the rule DeepCore's ``Herding``
+    intends. Seed E.1.1 writes Welling's update ``argmax_z <w_{t-1}, phi(z)>`` with
+    ``w_{t-1} = t * mu - sum_S phi``; the distance form is ``argmax_z 2 <w_{t-1}, phi(z)> -
+    ||phi(z)||^2``, the same choice whenever ``||phi(z)||`` is constant (normalised features,
+    or Chen et al.'s kernel herding with an RBF kernel).
 
     Kind: a **greedy selection** (deterministic; ties go to the lower index). Cost per class
     ``O(n_c * k_c * D)``, memory ``O(n_c * D)``.
@@ -82,6 +86,12 @@ def herding_select(labels, budgets: dict, embeddings, *, seed: int = 0) -> np.nd
         ``{class: k_c}`` from :func:`cld_hf.class_budgets`; respected exactly.
     embeddings : float array of shape (N, D)
         Penultimate features of the trained proxy (signal ``embeddings``).
+    reference : {"paper", "deepcore"}, default "paper"
+        ``"paper"``: the argmin above (the herding rule). ``"deepcore"``: DeepCore's released
+        ``Herding.herding``, which takes ``torch.argmax`` of that distance, i.e. the sample
+        **farthest** from the target at every step (a known bug of that code). The paper's
+        baselines come from DeepCore, so its Herding column (below Random at most sizes, e.g.
+        19.5% against 32.8% at 10% of CIFAR-100) most likely reflects this bug.
     seed : int, default 0
         Unused (herding is deterministic); accepted so that every selector has the same call.
 
@@ -96,12 +106,16 @@ def herding_select(labels, budgets: dict, embeddings, *, seed: int = 0) -> np.nd
     [3]
     >>> herding_select([0] * 5, {0: 4}, emb).tolist()   # -7.2 restores the mean, 10 would not
     [0, 2, 3, 4]
+    >>> herding_select([0] * 5, {0: 1}, emb, reference="deepcore").tolist()   # the farthest
+    [2]
     """
     x = _embeddings(embeddings)
     lab = check_labels(labels, "labels", len(x), against="the signals")
+    check_choice("reference", reference, ("paper", "deepcore"))
+    sign = 1.0 if reference == "paper" else -1.0
     chosen = []
     for _, idx, k in check_budgets(budgets, lab):
-        xc = x[idx]
+        xc = _rows(x, idx)
         sq = np.einsum("ij,ij->i", xc, xc)
         mu = xc.mean(axis=0)
         total = np.zeros(xc.shape[1])
@@ -109,7 +123,7 @@ def herding_select(labels, budgets: dict, embeddings, *, seed: int = 0) -> np.nd
         picked = np.empty(k, dtype=np.int64)
         for t in range(1, k + 1):
             target = t * mu - total
-            obj = sq - 2.0 * (xc @ target)  # ||target - x||^2 - ||target||^2
+            obj = sign * (sq - 2.0 * (xc @ target))  # +-(||target - x||^2 - ||target||^2)
             obj[~free] = np.inf
             j = int(np.argmin(obj))
             picked[t - 1] = j
@@ -163,7 +177,7 @@ def moderate_scores(embeddings, labels, *, center: str = "median") -> np.ndarray
     check_choice("center", center, ("median", "mean"))
     scores = np.empty(len(x), dtype=np.float64)
     for idx in class_groups(lab).values():
-        xc = x[idx]
+        xc = _rows(x, idx)
         c = np.median(xc, axis=0) if center == "median" else xc.mean(axis=0)
         d = np.linalg.norm(xc - c, axis=1)
         scores[idx] = 0.0 - np.abs(d - np.median(d))  # 0.0 - : no -0.0
@@ -175,10 +189,10 @@ def moderate_scores(embeddings, labels, *, center: str = "median") -> np.ndarray
 # --------------------------------------------------------------------------------------------
 
 
-def _distances_to(x: np.ndarray, j: int) -> np.ndarray:
-    """Euclidean distances of every row to row ``j`` (direct differences, no cancellation)."""
-    diff = x - x[j]
-    return np.sqrt(np.einsum("ij,ij->i", diff, diff))
+def _sq_distances_to(x: np.ndarray, sq: np.ndarray, j: int) -> np.ndarray:
+    """Squared Euclidean distances of every row of the (centred) ``x`` to row ``j``: one
+    matrix-vector product, ``||x_i||^2 + ||x_j||^2 - 2 x_i . x_j``, clipped at 0."""
+    return np.maximum(sq + sq[j] - 2.0 * (x @ x[j]), 0.0)
 
 
 def kcenter_select(labels, budgets: dict, embeddings, *, seed: int = 0) -> np.ndarray:
@@ -218,17 +232,19 @@ def kcenter_select(labels, budgets: dict, embeddings, *, seed: int = 0) -> np.nd
     rng = np.random.default_rng(seed)
     chosen = []
     for _, idx, k in check_budgets(budgets, lab):
-        xc = x[idx]
+        xc = _rows(x, idx)
+        xc -= xc.mean(axis=0)  # distances unchanged, less rounding in the Gram form
+        sq = np.einsum("ij,ij->i", xc, xc)
         first = int(rng.integers(len(idx)))
         picked = [first]
-        min_d = _distances_to(xc, first)
+        min_d = _sq_distances_to(xc, sq, first)
         free = np.ones(len(idx), dtype=bool)
         free[first] = False
         for _ in range(k - 1):
             j = int(np.argmax(np.where(free, min_d, -1.0)))
             picked.append(j)
             free[j] = False
-            np.minimum(min_d, _distances_to(xc, j), out=min_d)
+            np.minimum(min_d, _sq_distances_to(xc, sq, j), out=min_d)
         chosen.append(idx[np.asarray(picked)])
     return _finish(chosen)
 
@@ -331,7 +347,7 @@ def graphcut_select(
         check_float("gamma", gamma, min_val=0.0, include_min=False)
     chosen = []
     for _, idx, k in check_budgets(budgets, lab):
-        kernel = _Kernel(x[idx], similarity, gamma)
+        kernel = _Kernel(_rows(x, idx), similarity, gamma)
         n = len(idx)
         col_sum = np.zeros(n)
         for start in range(0, n, _CHUNK_ROWS):
@@ -354,11 +370,8 @@ def graphcut_select(
 # --------------------------------------------------------------------------------------------
 
 
-def _knn_graph(x: np.ndarray, n_neighbors: int, gamma: float):
-    """Symmetric kNN graph with edge weights ``exp(-gamma * d)`` (CSR)."""
-    from scipy.sparse import csr_matrix
-
-    dist, ind = neighbors_without_self(x, n_neighbors)
+def _knn_graph(dist: np.ndarray, ind: np.ndarray, gamma: float):
+    """Symmetric kNN graph with edge weights ``exp(-gamma * d)`` (CSR), from one kNN search."""
     n, m = ind.shape
     rows = np.repeat(np.arange(n), m)
     w = csr_matrix((np.exp(-gamma * dist.ravel()), (rows, ind.ravel())), shape=(n, n))
@@ -375,20 +388,21 @@ def d2_select(
     gamma_forward: float = 1.0,
     gamma_reverse: float = 0.1,
     hard_prune: float = 0.0,
+    shift: bool = False,
     seed: int = 0,
 ) -> np.ndarray:
     """D2-Pruning (Maharana et al., ICLR 2024), per class: message passing on a kNN graph.
 
     1. Graph: each sample is linked to its ``n_neighbors`` nearest samples of the class
-       (scikit-learn ``NearestNeighbors``, Euclidean), symmetrised.
+       (exact Euclidean), symmetrised; one kNN search per class serves both passes.
     2. Forward message passing: every node gathers its neighbours' difficulty,
-       ``s'(i) = s(i) + sum_{j ~ i} exp(-gamma_forward * d(i, j)) * s(j)``.
+       ``s'(i) = s(i) + sum_{j ~ i} exp(-gamma_forward * d(i, j)) * max(s(j), 1e-7)``.
     3. Reverse message passing (graph sampling): repeatedly take the node with the highest
        ``s'`` and lower its neighbours', ``s'(j) -= exp(-gamma_reverse * d(i, j)) * s'(i)``, so
        that the next picks come from other regions: difficult *and* diverse.
 
     Kind: a **greedy selection** (deterministic; ties go to the lower index). Cost per class
-    ``O(n_c * kNN search + n_c * n_neighbors + k_c * n_neighbors)``, memory
+    ``O(n_c^2 D)`` for the kNN search plus ``O(n_c * n_neighbors + k_c * n_neighbors)``, memory
     ``O(n_c * n_neighbors)``.
 
     Parameters
@@ -400,9 +414,10 @@ def d2_select(
         Penultimate features of the trained proxy (signal ``embeddings``).
     scores : float array of shape (N,)
         Difficulty, **higher = harder** (the paper uses forgetting counts,
-        :func:`~cld_hf.baselines.dynamics.forgetting_scores`). Shifted per class so that the
-        easiest sample of the pool has difficulty 0 (this makes negated scores such as
-        ``aum_scores`` usable), then floored at 1e-7 in the messages, as in the D2 code.
+        :func:`~cld_hf.baselines.dynamics.forgetting_scores`), used as given, as in the D2
+        code's ``GraphDensitySampler`` (``graph_mode='sum'``): a node adds its own score to its
+        neighbours' scores floored at 1e-7. Negative scores are not shifted: pass
+        non-negative ones (e.g. ``forgetting_scores``, ``el2n_scores``).
     n_neighbors : int, default 5
         ``k`` of the kNN graph (the D2 README's CIFAR value).
     gamma_forward : float, default 1.0
@@ -412,6 +427,10 @@ def d2_select(
     hard_prune : float in [0, 1), default 0.0
         Share of each class's hardest samples dropped first (the D2 code's ``--mis-ratio``,
         borrowed from CCS; its README uses 0.4 at a 10% coreset). At most ``n_c - k_c``.
+    shift : bool, default False
+        Subtract each class pool's minimum score first (what cld-hf did before, not the D2
+        code). Harmless for forgetting counts (minimum 0), but for positive scores such as EL2N
+        it lowers a node's own score relative to its neighbours' sum and changes the picks.
     seed : int, default 0
         Unused (deterministic); accepted so that every selector has the same call.
 
@@ -422,7 +441,8 @@ def d2_select(
     Notes
     -----
     The D2 code can also run this sampler inside CCS-style score strata (``--stratas``); that
-    combination is not implemented here: the graph sampler runs on the whole class pool.
+    combination is not implemented here: the graph sampler runs on the whole class pool. The D2
+    code computes the full ``n x n`` distance matrix of the pool; here only the kNN lists.
 
     Examples
     --------
@@ -431,7 +451,6 @@ def d2_select(
     >>> d2_select([0] * 5, {0: 2}, emb, difficulty, n_neighbors=2, gamma_reverse=0.0).tolist()
     [1, 4]
     """
-    _sklearn()
     x = _embeddings(embeddings)
     lab = check_labels(labels, "labels", len(x), against="the signals")
     sc = check_array(scores, "scores", ndim=1, n=len(x), layout="(N,)")
@@ -439,14 +458,16 @@ def d2_select(
     check_float("gamma_forward", gamma_forward, min_val=0.0)
     check_float("gamma_reverse", gamma_reverse, min_val=0.0)
     check_float("hard_prune", hard_prune, min_val=0.0, max_val=1.0, include_max=False)
+    check_bool("shift", shift)
     chosen = []
     for _, idx, k in check_budgets(budgets, lab):
         pool, s = hard_prune_pool(idx, sc[idx], k, hard_prune)
-        s = s - s.min()
-        xc = x[pool]
-        forward = _knn_graph(xc, n_neighbors, gamma_forward)
+        if shift:
+            s = s - s.min()
+        dist, ind = neighbors_without_self(_rows(x, pool), n_neighbors)
+        forward = _knn_graph(dist, ind, gamma_forward)
         density = s + forward @ np.maximum(s, 1e-7)
-        reverse = _knn_graph(xc, n_neighbors, gamma_reverse)
+        reverse = _knn_graph(dist, ind, gamma_reverse)
         indptr, nbrs, weights = reverse.indptr, reverse.indices, reverse.data
         picked = np.empty(k, dtype=np.int64)
         for t in range(k):
@@ -464,13 +485,22 @@ def d2_select(
 # --------------------------------------------------------------------------------------------
 
 
-def cal_scores(embeddings, probs, labels, *, n_neighbors: int = 10) -> np.ndarray:
+def _neighbour_mean(nb: np.ndarray):
+    """Sparse ``(n, n)`` matrix averaging each row's ``m`` neighbours: ``M @ v = mean_j v[nb]``."""
+    n, m = nb.shape
+    return csr_matrix((np.full(n * m, 1.0 / m), nb.ravel(), np.arange(0, n * m + 1, m)),
+                      shape=(n, n))
+
+
+def cal_scores(embeddings, probs, labels, *, n_neighbors: int = 10,
+               reference: str = "paper") -> np.ndarray:
     """Contrastive Active Learning (CAL; Margatina et al., EMNLP 2021), per class; keep high.
 
     ``CAL(x) = 1/k * sum_{j in kNN(x)} KL(p(j) || p(x))``: samples whose prediction disagrees
-    with the predictions of their nearest neighbours in feature space (contrastive pairs). As in
-    DeepCore's coreset version, the neighbours are searched among the samples of the same class
-    (scikit-learn ``NearestNeighbors``, Euclidean).
+    with the predictions of their nearest neighbours in feature space (contrastive pairs), the
+    CAL paper's score and ranking (the most contrastive first). As in DeepCore's coreset
+    version, the neighbours are searched among the samples of the same class (exact
+    Euclidean).
 
     Direction: **high kept first** (most contrastive).
 
@@ -484,10 +514,24 @@ def cal_scores(embeddings, probs, labels, *, n_neighbors: int = 10) -> np.ndarra
     n_neighbors : int, default 10
         ``k`` (the CAL paper's value). A class with fewer samples uses all the others; a class
         of one sample scores 0.
+    reference : {"paper", "deepcore"}, default "paper"
+        ``"deepcore"`` reproduces DeepCore's released ``Cal``: the symmetrised divergence
+        ``1/k sum_j [KL(p_x || p_j) + KL(p_j || p_x)] / 2`` ranked **ascending** (it keeps the
+        *least* contrastive samples; DeepCore issue #29, open). The returned score is then the
+        negated divergence, so that higher is still kept first. The paper's baselines come from
+        DeepCore, so its CAL column most likely keeps the least contrastive samples.
 
     Returns
     -------
     numpy.ndarray of float32, shape (N,).
+
+    Notes
+    -----
+    DeepCore also searches the neighbours in the features of an ImageNet-pretrained ResNet-18
+    (inputs resized to 224), not in the proxy's; pass such features as ``embeddings`` to match
+    that too. Probabilities are clipped at 1e-12 inside the logarithms. Cost per class
+    ``O(n_c^2 D)`` for the kNN search and ``O(n_c k C)`` for the divergences, memory
+    ``O(n_c C)``.
 
     Examples
     --------
@@ -496,22 +540,30 @@ def cal_scores(embeddings, probs, labels, *, n_neighbors: int = 10) -> np.ndarra
     >>> s = cal_scores(emb, probs, [0, 0, 0], n_neighbors=2)
     >>> int(np.argmax(s))
     2
+    >>> int(np.argmax(cal_scores(emb, probs, [0, 0, 0], n_neighbors=2, reference="deepcore")))
+    0
     """
-    _sklearn()
     x = _embeddings(embeddings)
     p = check_probs(probs, "probs", n=len(x))
     lab = check_labels(labels, "labels", len(x), against="the signals")
     check_int("n_neighbors", n_neighbors, min_val=1)
-    logp = np.log(np.clip(p, 1e-12, 1.0))
-    neg_entropy = np.einsum("ij,ij->i", p, logp)
+    check_choice("reference", reference, ("paper", "deepcore"))
     scores = np.zeros(len(x), dtype=np.float64)
     for idx in class_groups(lab).values():
         if len(idx) < 2:
             continue
-        _, nb = neighbors_without_self(x[idx], n_neighbors)
-        nb = idx[nb]  # (n_c, m) global rows
+        _, nb = neighbors_without_self(_rows(x, idx), n_neighbors)
+        pc = _rows(p, idx)
+        logp = np.log(np.clip(pc, 1e-12, 1.0))
+        neg_entropy = np.einsum("ij,ij->i", pc, logp)
+        mean_nb = _neighbour_mean(nb)  # sparse (n_c, n_c): 1/m at each neighbour
         # mean_j KL(p_j || p_i) = mean_j sum_c p_j log p_j - sum_c (mean_j p_j) log p_i
-        scores[idx] = neg_entropy[nb].mean(axis=1) - np.einsum(
-            "ij,ij->i", p[nb].mean(axis=1), logp[idx]
-        )
+        kl_in = neg_entropy[nb].mean(axis=1) - np.einsum("ij,ij->i", mean_nb @ pc, logp)
+        if reference == "paper":
+            scores[idx] = kl_in
+            continue
+        logp_nb = mean_nb @ logp
+        # mean_j KL(p_i || p_j) = sum_c p_i log p_i - sum_c p_i (mean_j log p_j)
+        kl_out = neg_entropy - np.einsum("ij,ij->i", pc, logp_nb)
+        scores[idx] = 0.0 - 0.5 * (kl_in + kl_out)
     return scores.astype(np.float32)

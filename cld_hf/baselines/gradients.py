@@ -1,4 +1,4 @@
-"""Baselines from last-layer gradients: GraNd, CRAIG, TDDS, and the gradient helpers they use.
+"""Baselines from last-layer gradients: GraNd, CRAIG, GLISTER, and the gradient helpers they use.
 
 For cross-entropy on a linear head ``z = W h + b``, the gradient of a sample's loss with respect
 to ``(W, b)`` is ``g = (p - y) ⊗ [h, 1]``, where ``p`` is the softmax, ``y`` the one-hot label and
@@ -7,8 +7,8 @@ to ``(W, b)`` is ``g = (p - y) ⊗ [h, 1]``, where ``p`` is the softmax, ``y`` t
 ``<g_i, g_j> = <p_i - y_i, p_j - y_j> * (<h_i, h_j> + 1)``, so pairwise distances between
 gradients never materialise the ``C * (D + 1)``-dimensional vectors.
 
-GraNd and TDDS are scorers (float32, **higher kept first**); CRAIG is a greedy selection that
-returns row indices per class.
+GraNd is a scorer (float32, **higher kept first**); CRAIG and GLISTER are greedy selections that
+return row indices per class. TDDS, which reads the same projections, is in :mod:`.tdds`.
 
 NumPy only.
 """
@@ -24,8 +24,8 @@ from .common import (
     check_array,
     check_budgets,
     check_probs,
-    check_window,
-    columns,
+    class_groups,
+    row_chunks,
 )
 
 __all__ = [
@@ -35,32 +35,46 @@ __all__ = [
     "gradient_projections",
     "grand_scores",
     "craig_select",
-    "tdds_scores",
+    "glister_select",
 ]
 
 
-def _residuals(p: np.ndarray, lab: np.ndarray) -> np.ndarray:
-    """``p - onehot(labels)`` for ``p`` of shape (N, C) or (N, S, C)."""
-    num_classes = p.shape[-1]
-    if lab.min() < 0 or lab.max() >= num_classes:
+def _check_label_range(lab: np.ndarray, num_classes: int, name: str = "labels") -> None:
+    if len(lab) and (lab.min() < 0 or lab.max() >= num_classes):
         raise ValueError(
-            f"labels must be class indices in [0, {num_classes - 1}] (probs has {num_classes} "
+            f"{name} must be class indices in [0, {num_classes - 1}] (probs has {num_classes} "
             f"columns), got values in [{lab.min()}, {lab.max()}]. Map labels to 0..C-1 in the "
             f"order of the model's outputs."
         )
-    e = p.copy()
+
+
+def _residuals(p: np.ndarray, lab: np.ndarray, rows=slice(None)) -> np.ndarray:
+    """``p[rows] - onehot(labels[rows])`` in float64, for ``p`` of shape (N, C) or (N, S, C).
+
+    Only the rows asked for are copied, so callers go one class or one chunk at a time and
+    never hold a float64 copy of an ``(N, C)`` array.
+    """
+    e = np.array(p[rows], dtype=np.float64)
+    y = lab[rows]
     if e.ndim == 2:
-        e[np.arange(len(lab)), lab] -= 1.0
+        e[np.arange(len(y)), y] -= 1.0
     else:
-        e[np.arange(len(lab)), :, lab] -= 1.0
+        e[np.arange(len(y)), :, y] -= 1.0
     return e
 
 
-def _inputs(probs, embeddings, labels, *, ndim=2):
-    p = check_probs(probs, "probs", ndim=ndim)
+def _with_bias(h: np.ndarray) -> np.ndarray:
+    """``[h, 1]`` in float64 (the head's input with the bias column)."""
+    h = np.asarray(h, dtype=np.float64)
+    return np.concatenate([h, np.ones(h.shape[:-1] + (1,))], axis=-1)
+
+
+def _inputs(probs, embeddings, labels, *, ndim=2, names=("probs", "embeddings", "labels")):
+    p = check_probs(probs, names[0], ndim=ndim)
     layout = "(N, D)" if ndim == 2 else "(N, D) or (N, S, D)"
-    h = check_array(embeddings, "embeddings", ndim=ndim, n=len(p), layout=layout)
-    lab = check_labels(labels, "labels", len(p), against="the signals")
+    h = check_array(embeddings, names[1], ndim=ndim, n=len(p), layout=layout, dtype=None)
+    lab = check_labels(labels, names[2], len(p), against="the signals")
+    _check_label_range(lab, p.shape[-1], names[2])
     return p, h, lab
 
 
@@ -86,7 +100,11 @@ def el2n_from_probs(probs, labels) -> np.ndarray:
     """
     p = check_probs(probs, "probs")
     lab = check_labels(labels, "labels", len(p), against="the signals")
-    return np.linalg.norm(_residuals(p, lab), axis=1).astype(np.float32)
+    _check_label_range(lab, p.shape[1])
+    out = np.empty(len(p), dtype=np.float32)
+    for rows in row_chunks(len(p), p.shape[1]):
+        out[rows] = np.linalg.norm(_residuals(p, lab, rows), axis=1)
+    return out
 
 
 def last_layer_gradients(probs, embeddings, labels, *, form: str = "outer") -> np.ndarray:
@@ -121,11 +139,15 @@ def last_layer_gradients(probs, embeddings, labels, *, form: str = "outer") -> n
     """
     p, h, lab = _inputs(probs, embeddings, labels)
     check_choice("form", form, ("outer", "concat"))
-    e = _residuals(p, lab)
-    if form == "concat":
-        return np.hstack([e, h]).astype(np.float32)
-    a = np.hstack([h, np.ones((len(h), 1))])
-    return (e[:, :, None] * a[:, None, :]).reshape(len(p), -1).astype(np.float32)
+    width = p.shape[1] + h.shape[1] if form == "concat" else p.shape[1] * (h.shape[1] + 1)
+    out = np.empty((len(p), width), dtype=np.float32)
+    for rows in row_chunks(len(p), width):
+        e = _residuals(p, lab, rows)
+        if form == "concat":
+            out[rows] = np.hstack([e, h[rows]])
+        else:
+            out[rows] = (e[:, :, None] * _with_bias(h[rows])[:, None, :]).reshape(len(e), -1)
+    return out
 
 
 def gradient_norms(probs, embeddings, labels) -> np.ndarray:
@@ -145,9 +167,12 @@ def gradient_norms(probs, embeddings, labels) -> np.ndarray:
             f"probs has shape {p.shape} but embeddings has {h.shape}; pass both per snapshot "
             f"((N, C) and (N, D)) or both stacked over the same snapshots ((N, S, C), (N, S, D))."
         )
-    e = _residuals(p, lab)
-    norms = np.linalg.norm(e, axis=-1) * np.sqrt(np.einsum("...d,...d->...", h, h) + 1.0)
-    return norms.astype(np.float32)
+    out = np.empty(p.shape[:-1], dtype=np.float32)
+    for rows in row_chunks(len(p), int(np.prod(p.shape[1:]))):
+        e = _residuals(p, lab, rows)
+        hr = np.asarray(h[rows], dtype=np.float64)
+        out[rows] = np.linalg.norm(e, axis=-1) * np.sqrt(np.einsum("...d,...d->...", hr, hr) + 1.0)
+    return out
 
 
 def gradient_projections(probs, embeddings, labels) -> np.ndarray:
@@ -185,13 +210,19 @@ def gradient_projections(probs, embeddings, labels) -> np.ndarray:
     True
     """
     p, h, lab = _inputs(probs, embeddings, labels)
-    e = _residuals(p, lab)
-    a = np.hstack([h, np.ones((len(h), 1))])
-    mean = e.T @ a / len(p)  # (C, D + 1)
+    chunks = row_chunks(len(p), p.shape[1] + h.shape[1])
+    mean = np.zeros((p.shape[1], h.shape[1] + 1))  # G = E^T A / N, (C, D + 1)
+    for rows in chunks:
+        mean += _residuals(p, lab, rows).T @ _with_bias(h[rows])
+    mean /= len(p)
     norm = np.linalg.norm(mean)
+    out = np.zeros(len(p), dtype=np.float32)
     if norm == 0.0:
-        return np.zeros(len(p), dtype=np.float32)
-    return (np.einsum("ij,ij->i", e @ mean, a) / norm).astype(np.float32)
+        return out
+    for rows in chunks:
+        a = _with_bias(h[rows])
+        out[rows] = np.einsum("ij,ij->i", _residuals(p, lab, rows) @ mean, a) / norm
+    return out
 
 
 def grand_scores(probs, embeddings, labels) -> np.ndarray:
@@ -320,10 +351,10 @@ def craig_select(
     """
     p, h, lab = _inputs(probs, embeddings, labels)
     check_choice("form", form, ("outer", "concat"))
-    e = _residuals(p, lab)
     chosen = []
     for _, idx, k in check_budgets(budgets, lab):
-        d = np.sqrt(_pairwise_sq_dist(e[idx], h[idx], form))
+        hc = np.asarray(h[idx], dtype=np.float64)
+        d = np.sqrt(_pairwise_sq_dist(_residuals(p, lab, idx), hc, form))
         sim = d.max() - d
         chosen.append(idx[_facility_location_greedy(sim, k)])
     if not chosen:
@@ -331,61 +362,181 @@ def craig_select(
     return np.sort(np.concatenate(chosen)).astype(np.int64)
 
 
-def tdds_scores(
-    grad_projection,
+def _query_residuals(z: np.ndarray, yq: np.ndarray) -> np.ndarray:
+    """``softmax(z) - onehot(yq)`` in float64 (rows of ``z`` may hold ``-inf``)."""
+    z = z - z.max(axis=1, keepdims=True)
+    e = np.exp(z)
+    e /= e.sum(axis=1, keepdims=True)
+    e[np.arange(len(yq)), yq] -= 1.0
+    return e
+
+
+def _glister_class(e, a, zq, yq, aq, k, *, eta, step, greedy, update):
+    """GLISTER's greedy on one class: positions (into ``e``) of the ``k`` samples selected.
+
+    ``gain(i) = <g_i, G_V(theta_S)> = 1/Q sum_q (e_i . e'_q) (a_i . a_q)`` where ``e'_q`` is the
+    query residual at the logits after one SGD step on the selected set,
+    ``z'_q = z_q - eta * (1/|S|) sum_{j in S} (a_j . a_q) e_j`` (``step="sum"``: no ``1/|S|``).
+    Only ``n x Q`` inner products and a ``Q x C`` running sum are kept: no gradient vector of
+    size ``C (D + 1)`` is ever formed.
+    """
+    kern = a @ aq.T  # (n, Q): a_i . a_q
+    q = len(yq)
+    eq = _query_residuals(zq, yq)
+    gains = np.einsum("iq,iq->i", e @ eq.T, kern) / q
+    n = len(e)
+    if not update:  # DeepCore's released code: the static Taylor gain, top-k
+        return np.lexsort((np.arange(n), -gains))[:k]
+    moved = np.zeros_like(zq)  # sum_{j in S} (a_j . a_q) e_j, (Q, C)
+
+    def after(t: int) -> np.ndarray:
+        lr = eta / t if step == "mean" else eta
+        return _query_residuals(zq - lr * moved, yq)
+
+    picked = []
+    if greedy == "naive":
+        free = np.ones(n, dtype=bool)
+        for t in range(1, k + 1):
+            j = int(np.argmax(np.where(free, gains, -np.inf)))
+            picked.append(j)
+            free[j] = False
+            moved += kern[j][:, None] * e[j][None, :]
+            eq = after(t)
+            gains = np.einsum("iq,iq->i", e @ eq.T, kern) / q
+        return np.asarray(picked, dtype=np.int64)
+    heap = [(-float(g), i, 0) for i, g in enumerate(gains)]
+    heapq.heapify(heap)
+    while len(picked) < k:
+        neg, i, stamp = heapq.heappop(heap)
+        if stamp == len(picked):
+            picked.append(i)
+            moved += kern[i][:, None] * e[i][None, :]
+            eq = after(len(picked))
+        else:
+            gain = float((e[i] @ eq.T) @ kern[i]) / q
+            heapq.heappush(heap, (-gain, i, len(picked)))
+    return np.asarray(picked, dtype=np.int64)
+
+
+def glister_select(
+    labels,
+    budgets: dict,
+    probs,
+    embeddings,
+    query_probs,
+    query_embeddings,
+    query_labels,
     *,
-    window: int = 10,
-    decay: float = 0.9,
-    first: int | None = None,
+    eta: float = 0.1,
+    step: str = "mean",
+    greedy: str = "lazy",
+    query: str = "class",
+    reference: str = "paper",
+    seed: int = 0,
 ) -> np.ndarray:
-    """Temporal Dual-Depth Scoring (TDDS; Zhang et al., CVPR 2024); keep high.
+    """GLISTER (Killamsetty et al., AAAI 2021) one-shot, as DeepCore runs it, per class.
 
-    Depth 1: each snapshot's contribution of a sample is the projection of its gradient on the
-    epoch's mean gradient (signal ``grad_projection``, from :func:`gradient_projections`).
-    Depth 2: over each sliding window of ``J`` snapshots, the variability of those contributions,
-    ``v_k = || c_{k..k+J-1} - mean ||_2``, combined by the exponential moving average of the TDDS
-    code, ``score = sum_k decay * (1 - decay) ** (K - 1 - k) * v_k`` over the ``K = T - J + 1``
-    windows (the latest window weighs most).
+    GLISTER picks the subset ``S`` whose one-step update lowers the query (validation) loss
+    most, with the Taylor approximation ``L_V(theta - eta g_S) ~ L_V(theta) - eta <g_S,
+    G_V(theta)>`` solved greedily: each step adds ``argmax_i <g_i, G_V(theta_S)>``, then moves
+    the last layer one SGD step on the selected samples' mean gradient, ``theta_S = theta -
+    eta * mean_{j in S} g_j``, and recomputes the query gradient ``G_V`` there. The gradients
+    are the closed-form last-layer ones, ``g = (p - y) (x) [h, 1]`` (softmax and penultimate
+    features of the final proxy, no backward pass), and, as in DeepCore's ``balance=True``,
+    each class ``c`` selects its ``k_c`` samples against the query samples of class ``c``.
 
-    Direction: **high kept first** (samples whose contribution varies most over training).
+    Kind: a **greedy selection** (deterministic; ties go to the lower index).
 
     Parameters
     ----------
-    grad_projection : float array of shape (N, S)
-        Per-snapshot gradient projections (signal ``grad_projection``).
-    window : int, default 10
-        ``J`` (the TDDS code's ``--window_size``).
-    decay : float in (0, 1], default 0.9
-        The moving-average factor of the TDDS code.
-    first : int or None, default None
-        ``T``: use only the first ``first`` snapshots (all when None). The TDDS paper tunes
-        ``T`` per dataset and pruning rate (e.g. 70 or 90 epochs with ``J = 10``).
+    labels : int array of shape (N,)
+    budgets : dict
+        ``{class: k_c}`` from :func:`cld_hf.class_budgets`; respected exactly.
+    probs, embeddings : float arrays of shape (N, C) and (N, D)
+        Final softmax and penultimate features of the training samples (signals ``probs``,
+        ``embeddings``).
+    query_probs, query_embeddings : float arrays of shape (Q, C) and (Q, D)
+        The same for the query samples (signals ``query_probs``, ``query_embeddings``).
+    query_labels : int array of shape (Q,)
+        The query samples' classes (signal ``query_labels``).
+    eta : float >= 0, default 0.1
+        Step of the one-step update (DeepCore: ``--lr``, default 0.1).
+    step : {"mean", "sum"}, default "mean"
+        The update moves by the **mean** of the selected gradients (DeepCore) or by their sum
+        (the CORDS/GLISTER code's ``grads_curr``).
+    greedy : {"lazy", "naive"}, default "lazy"
+        ``"lazy"``: DeepCore's default ``LazyGreedy`` (re-evaluate the best stale gain until it
+        stays best; the objective is not exactly submodular, so this can differ from the plain
+        greedy); ``"naive"``: recompute every gain at every step (``O(n_c C Q_c)`` a step).
+    query : {"class", "all"}, default "class"
+        The query samples of the class itself (DeepCore), or all of them (``O(n_c C Q)`` per
+        class: for small query sets).
+    reference : {"paper", "deepcore"}, default "paper"
+        ``"deepcore"`` reproduces DeepCore's released code, in which the update is never applied:
+        ``Glister.finish_run`` passes ``upadate_state=`` (a typo) to ``LazyGreedy.select``, whose
+        ``update_state`` stays ``None``, so the selection is the static top-``k_c`` of
+        ``<g_i, G_V(theta)>``. The paper's GLISTER column came from DeepCore, so most likely from
+        this; ``"paper"`` runs the algorithm of GLISTER and of seed E.2.2.
+    seed : int, default 0
+        Unused (deterministic); accepted so that every selector has the same call.
 
     Returns
     -------
-    numpy.ndarray of float32, shape (N,).
+    numpy.ndarray of int64: the selected row indices, ascending.
 
     Notes
     -----
-    The TDDS code approximates the per-epoch contribution by the KL divergence between
-    consecutive softmax outputs (which needs the (N, S, C) outputs); this follows the paper's
-    definition with the last-layer gradient projection instead, an (N, S) signal.
+    GLISTER proper (GLISTER-ONLINE, seed E.2.2) replaces the training loop and reselects every
+    ``gamma`` epochs; like DeepCore, this selects once, from the final proxy. DeepCore's
+    gradients are those of the batch-mean loss (each scaled by ``1 / batch size``, so the last,
+    smaller batch of a class weighs more); here every sample's gradient is its own. The query
+    logits are recovered as ``log(query_probs)`` (softmax is shift-invariant). Cost per class
+    ``O(n_c Q_c (C + D))`` for the gains, then ``O(Q_c C)`` per step and per lazy
+    re-evaluation.
 
     Examples
     --------
-    >>> proj = [[1.0, 1.0, 1.0], [0.0, 2.0, 0.0]]       # steady vs. varying contribution
-    >>> print(tdds_scores(proj, window=2, decay=1.0).round(4))   # only the last window counts
-    [0.     1.4142]
+    >>> probs = np.array([[0.9, 0.1], [0.6, 0.4], [0.2, 0.8]])       # train, all of class 0
+    >>> emb = np.array([[1.0], [1.0], [1.0]])
+    >>> q_probs, q_emb = np.array([[0.3, 0.7]]), np.array([[1.0]])    # a misclassified query
+    >>> glister_select([0, 0, 0], {0: 1}, probs, emb, q_probs, q_emb, [0]).tolist()
+    [2]
     """
-    c = check_array(grad_projection, "grad_projection")
-    check_float("decay", decay, min_val=0.0, max_val=1.0, include_min=False)
-    cols = columns(c.shape[1], first)
-    window = check_window(window, len(cols), first, c.shape[1])
-    c = c[:, cols]
-    n_windows = c.shape[1] - window + 1
-    score = np.zeros(len(c))
-    for k in range(n_windows):
-        w = c[:, k : k + window]
-        v = np.linalg.norm(w - w.mean(axis=1, keepdims=True), axis=1)
-        score += decay * (1.0 - decay) ** (n_windows - 1 - k) * v
-    return score.astype(np.float32)
+    p, h, lab = _inputs(probs, embeddings, labels)
+    qp, qh, qlab = _inputs(query_probs, query_embeddings, query_labels,
+                           names=("query_probs", "query_embeddings", "query_labels"))
+    if qp.shape[1] != p.shape[1] or qh.shape[1] != h.shape[1]:
+        raise ValueError(
+            f"query_probs and query_embeddings have shapes {qp.shape} and {qh.shape}, but the "
+            f"training probs and embeddings have {p.shape[1]} classes and {h.shape[1]} features; "
+            f"record both with the same final proxy."
+        )
+    check_float("eta", eta, min_val=0.0)
+    check_choice("step", step, ("mean", "sum"))
+    check_choice("greedy", greedy, ("lazy", "naive"))
+    check_choice("query", query, ("class", "all"))
+    check_choice("reference", reference, ("paper", "deepcore"))
+    groups = check_budgets(budgets, lab)
+    by_class = class_groups(qlab)
+    chosen = []
+    for c, idx, k in groups:
+        if query == "all":
+            qidx = np.arange(len(qlab))
+        elif c in by_class:
+            qidx = by_class[c]
+        else:
+            raise ValueError(
+                f"class {c} has a budget of {k} but no query sample: query='class' scores it "
+                f"against its own query samples. Give every class at least one query sample, or "
+                f"pass query='all'."
+            )
+        with np.errstate(divide="ignore"):
+            zq = np.log(np.asarray(qp[qidx], dtype=np.float64))
+        pos = _glister_class(
+            _residuals(p, lab, idx), _with_bias(h[idx]), zq, qlab[qidx], _with_bias(qh[qidx]),
+            k, eta=eta, step=step, greedy=greedy, update=reference == "paper",
+        )
+        chosen.append(idx[pos])
+    if not chosen:
+        return np.zeros(0, dtype=np.int64)
+    return np.sort(np.concatenate(chosen)).astype(np.int64)

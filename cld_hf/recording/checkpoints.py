@@ -60,6 +60,7 @@ class CheckpointMixin:
         self._barrier()
         del self._snapshots[num_snapshots:]
         self._load_streaming(num_snapshots)
+        self._load_signal_state(num_snapshots)
         self._last_epoch = self._snapshots[-1]["epoch"] if self._snapshots else None
         self._fed.clear()
         return num_snapshots
@@ -84,6 +85,7 @@ class CheckpointMixin:
         """
         if self.streaming and self.is_main_process and self.num_snapshots:
             self.store.pin_streaming_state(self.num_snapshots)
+        self._save_signal_state()
         return {"format": RECORDER_STATE_FORMAT, "version": _STATE_VERSION,
                 "num_train": self.num_train, "num_query": self.num_query,
                 "num_snapshots": self.num_snapshots, "snapshots": self.snapshot_info,

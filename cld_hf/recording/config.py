@@ -32,10 +32,11 @@ LOSS_TYPES = ("auto", "classification", "causal_lm", "token")
 IF_EXISTS = ("error", "overwrite", "resume")
 UNSEEN = ("error", "sweep")
 
-SNAPSHOT_SIGNALS = ("correct", "true_prob", "margin", "el2n", "grad_projection")
+SNAPSHOT_SIGNALS = ("correct", "true_prob", "margin", "el2n", "grad_projection", "tdds_kl")
 """Signals the recorder can record at every snapshot (``signals=``), one store column each."""
 
-FINAL_SIGNALS = ("embeddings", "probs")
+FINAL_SIGNALS = ("embeddings", "probs", "query_embeddings", "query_probs", "curvature",
+                 "boundary_steps")
 """Signals recorded once, at the end of training (``record(model, final=True)``)."""
 
 
@@ -60,8 +61,9 @@ class RecorderConfig:
             Score with `StreamingCLD` as the snapshots land and keep no trajectory (O(N) state).
         signals (`list[str]`, *optional*, defaults to `[]`):
             Extra signals for the baselines, from the logits of the same sweeps: per snapshot any
-            of `correct`, `true_prob`, `margin`, `el2n`, `grad_projection`; at the end of
-            training `embeddings`, `probs`.
+            of `correct`, `true_prob`, `margin`, `el2n`, `grad_projection`, `tdds_kl`; at the
+            end of training `embeddings`, `probs`, `query_embeddings`, `query_probs`, and the
+            input-gradient probes `curvature`, `boundary_steps` (image models).
         feature_module (`str`, *optional*):
             Name (in `model.named_modules()`) of the module whose input is the `embeddings`
             signal; default: the last `Linear` with one output per class.
@@ -132,7 +134,8 @@ class RecorderConfig:
         "help": "score as the snapshots land (StreamingCLD) and keep no trajectory"})
     signals: list[str] = field(default_factory=list, metadata={
         "help": "extra signals for the baselines: correct true_prob margin el2n grad_projection "
-                "(per snapshot), embeddings probs (end of training)"})
+                "tdds_kl (per snapshot); embeddings probs query_embeddings query_probs "
+                "curvature boundary_steps (end of training)"})
     feature_module: str | None = field(default=None, metadata={
         "help": "module whose input is the embeddings signal (default: the classifier head)"})
     # Losses and labels

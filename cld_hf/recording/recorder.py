@@ -30,7 +30,7 @@ from .._validation import check_callable
 from ..identity import recording_identity
 from ..scoring import StreamingCLD
 from ..trajectories import LossTrajectories
-from .config import SNAPSHOT_SIGNALS, RecorderConfig, make_config
+from .config import RecorderConfig, make_config
 from .gather import any_process, gather_arrays, place_by_index, shard_indices
 from .indexing import dataset_labels, model_input_columns
 from .losses import (
@@ -42,6 +42,7 @@ from .losses import (
 )
 from .sweep import sweep_dataset, sweep_losses
 from .checkpoints import CheckpointMixin
+from .signals import TRAIN_SWEEP_FINALS, RecorderSignalsMixin
 from .train_pass import FedLosses, TrainPassMixin
 
 logger = logging.getLogger(__name__)
@@ -51,7 +52,7 @@ __all__ = ["LossRecorder"]
 _DEFAULT_BATCH_SIZE = 64
 
 
-class LossRecorder(TrainPassMixin, CheckpointMixin):
+class LossRecorder(RecorderSignalsMixin, TrainPassMixin, CheckpointMixin):
     """Record the per-sample losses of a training set and a query set, one snapshot per epoch.
 
     Every process runs :meth:`record` at the same point; the losses of all processes are gathered
@@ -432,85 +433,30 @@ class LossRecorder(TrainPassMixin, CheckpointMixin):
             return False
         n, q = self.num_train, self.num_query
         final_names = self.config.final_signals if final else []
+        sweep_finals = [s for s in final_names if s in TRAIN_SWEEP_FINALS]
         signals, final_values = {}, {}
         # train_pass: the first snapshot, before any training pass was fed, is a sweep.
         if self.mode == "train_pass" and (
                 self.num_snapshots or any_process(self._fed.num_batches > 0)):
             train = self._train_pass_losses(model, epoch)
         else:
-            wanted = self._sweep_signal_names(final_names) if self.mode == "sweep" else ()
+            wanted = self._sweep_signal_names(sweep_finals) if self.mode == "sweep" else ()
             idx, loss, extras = self._sweep_all(model, self.train_dataset, n,
                                                 desc="CLD sweep (train)", signals=wanted)
             placed = place_by_index(n, idx, loss, extra=extras,
                                     what=f"Training losses at epoch {epoch}")
             train = placed.values
-            signals, final_values = self._split_signals(placed.extra, final_names)
+            signals, final_values = self._split_signals(placed.extra, sweep_finals)
         idx, loss, _ = self._sweep_all(model, self.query_dataset, q, desc="CLD sweep (query)")
         query = place_by_index(q, idx, loss, what=f"Query losses at epoch {epoch}").values
         self._fed.clear()
         self._append(train, query, epoch=epoch, step=step, signals=signals)
-        if final_names and not final_values:  # train_pass: the training losses were not swept
-            self.record_final_features(model)
-        elif final_values:
+        if final_values:
             self._save_final(final_values)
+        rest = [s for s in final_names if s not in final_values]  # other sweeps, probes
+        if rest:
+            self.record_final_features(model, names=rest)
         return True
-
-    def _sweep_signal_names(self, final_names) -> tuple[str, ...]:
-        """Per-batch signals a training sweep computes for this snapshot."""
-        wanted = [s for s in self.signals if s in SNAPSHOT_SIGNALS and s != "grad_projection"]
-        if "grad_projection" in self.signals:
-            wanted += ["probs", "embeddings"]  # the snapshot's softmax and features
-        return tuple(dict.fromkeys([*wanted, *final_names]))
-
-    def _split_signals(self, placed: dict, final_names) -> tuple[dict, dict]:
-        """``(per-snapshot signals to store, final arrays)`` from the placed sweep signals."""
-        per_snapshot = {k: placed[k] for k in self.signals if k in SNAPSHOT_SIGNALS and k in placed}
-        if "grad_projection" in self.signals:
-            from ..baselines.gradients import gradient_projections
-
-            per_snapshot["grad_projection"] = gradient_projections(
-                placed["probs"], placed["embeddings"], self.train_labels)
-        return per_snapshot, {k: placed[k] for k in final_names}
-
-    def record_final_features(self, model) -> list[str]:
-        """Record the end-of-training signals (``embeddings``, ``probs``) of the training set.
-
-        A sweep of the training set in eval mode, saved to the store as
-        ``array-<name>.safetensors``. Use it when the last :meth:`record` was not called with
-        ``final=True``. Returns the names recorded (none when none was asked for).
-
-        Examples
-        --------
-        >>> recorder, model = toy_recorder(epochs=3, signals=["embeddings", "probs"])
-        >>> recorder.record_final_features(model)
-        ['embeddings', 'probs']
-        >>> recorder.store.load_array("embeddings").shape   # the input of model.lin: 1 feature
-        (4, 1)
-        """
-        names = self.config.final_signals
-        if not names:
-            return []
-        n = self.num_train
-        idx, loss, extras = self._sweep_all(model, self.train_dataset, n,
-                                            desc="CLD sweep (final features)", signals=names)
-        self._save_final(place_by_index(n, idx, loss, extra=extras, what="Final features").extra)
-        return names
-
-    def _save_final(self, values: dict) -> None:
-        if self.is_main_process:
-            for name, array in values.items():
-                self.store.save_array(name, array)
-        self._barrier()
-        logger.info("Recorded the end-of-training signals %s of %d training samples.",
-                    sorted(values), self.num_train)
-
-    @property
-    def final_features_recorded(self) -> bool:
-        """Whether every requested final signal is stored and was taken after the last snapshot
-        (True when none was requested)."""
-        store = self.read_store()
-        return all(name in store.array_names and store.array_snapshot(name) == self.num_snapshots
-                   for name in self.config.final_signals)
 
     def _append(self, train: np.ndarray, query: np.ndarray, *, epoch, step, signals=None) -> None:
         info = {"index": self.num_snapshots, "epoch": None if epoch is None else float(epoch),
