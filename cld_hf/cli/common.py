@@ -86,11 +86,26 @@ def read_run_info(directory) -> dict:
 
 
 class UsageError(ValueError):
-    """A bad argument found after parsing: ``cld-hf`` reports it like argparse (exit 2)."""
+    """A bad argument found after parsing: ``cld-hf`` reports it like argparse (exit 2).
+
+    Examples
+    --------
+    >>> from cld_hf.cli import main
+    >>> def bad(args):
+    ...     raise UsageError("--top-k 0: must be >= 1.")
+    >>> isinstance(UsageError("x"), ValueError)   # Python callers catch it as a ValueError
+    True
+    """
 
 
 class CommandError(RuntimeError):
-    """The work failed for a reason the message explains: ``cld-hf`` exits 1 with it."""
+    """The work failed for a reason the message explains: ``cld-hf`` exits 1 with it.
+
+    Examples
+    --------
+    >>> str(CommandError("the causal-lm task is not in this build"))
+    'the causal-lm task is not in this build'
+    """
 
 
 SAVED_DATASET_OUTPUTS = ("data-*.arrow", "state.json", "dataset_info.json", "dataset_dict.json",
