@@ -90,9 +90,6 @@ class UsageError(ValueError):
 
     Examples
     --------
-    >>> from cld_hf.cli import main
-    >>> def bad(args):
-    ...     raise UsageError("--top-k 0: must be >= 1.")
     >>> isinstance(UsageError("x"), ValueError)   # Python callers catch it as a ValueError
     True
     """
