@@ -53,5 +53,6 @@ def find_label_column(column_names, label_column: str | None = None) -> str:
             return name
     raise ValueError(
         f"No label column found: looked for {list(LABEL_CANDIDATES)} in the dataset's columns "
-        f"{names}. Pass label_column='<name of the column with the class ids>'."
+        f"{names}. Name the column of the class ids (label_column=... in Python, "
+        f"--label-column on the command line)."
     )

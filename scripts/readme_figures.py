@@ -186,10 +186,24 @@ def fig_snapshot0(tmp: Path) -> tuple[str, str]:
     return _table_of(tmp / "snapshot0.md"), shlex.join(cmd[1:])
 
 
+def fig_cards(tmp: Path) -> tuple[str, str]:
+    cmd = python("scripts/render_cards.py", "--output", tmp / "cards", "--body-only")
+    run(cmd)
+    parts = []
+    for name, title in (("coreset_dataset_card.md", "The dataset card"),
+                        ("proxy_model_card.md", "The model card")):
+        text = (tmp / "cards" / name).read_text().strip()
+        fence = "`" * max(4, max((len(m) for m in re.findall(r"`+", text)), default=0) + 1)
+        parts.append(f"<details><summary>{title} ({name})</summary>\n\n{fence}markdown\n{text}\n"
+                     f"{fence}\n\n</details>")
+    return "\n\n".join(parts), shlex.join(cmd[1:]).replace(str(tmp / "cards"), "cards")
+
+
 FIGURES: dict[str, Callable[[Path], tuple[str, str]]] = {
     "default_run": fig_default_run,
     "noisy_run": fig_noisy_run,
     "snapshot0": fig_snapshot0,
+    "cards": fig_cards,
     "compare_digits": fig_compare_digits,
     "compare_mnist1d": fig_compare_mnist1d,
     "strategies": fig_strategies,

@@ -8,11 +8,11 @@ Runs ``cld-hf run`` (scikit-learn's digits, a short schedule) in a scratch direc
 ``<run>/hub/dataset/README.md`` and ``<run>/hub/model/README.md`` (the cards exactly as a push
 would send them) to ``--output``:
 
-    docs/cards/coreset_dataset_card.md
-    docs/cards/proxy_model_card.md
+    scripts/figures/cards/coreset_dataset_card.md
+    scripts/figures/cards/proxy_model_card.md
 
-    python scripts/render_cards.py                       # -> docs/cards/
-    python scripts/render_cards.py --output docs/cards --body-only   # without the YAML header
+    python scripts/render_cards.py                       # -> scripts/figures/cards/
+    python scripts/render_cards.py --output scripts/figures/cards --body-only   # without the YAML header
     python scripts/render_cards.py --dataset mnist1d --seeds 2      # other `cld-hf run` options
 
 The run's output folder is ``cld_run`` inside the scratch directory, so the command the cards
@@ -38,8 +38,8 @@ def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="render_cards.py", description=__doc__,
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--output", default="docs/cards",
-                        help="folder of the two cards (default: docs/cards)")
+    parser.add_argument("--output", default="scripts/figures/cards",
+                        help="folder of the two cards (default: scripts/figures/cards)")
     parser.add_argument("--run-dir", default=None,
                         help="keep the run here instead of a scratch directory removed after")
     parser.add_argument("--body-only", action="store_true",

@@ -71,7 +71,7 @@ def main(args: ProxyArguments, config=None) -> dict:
     from accelerate.utils import set_seed
     from safetensors.torch import save_model
 
-    from cld_hf import LossRecorder, RecorderConfig, stratified_query_split
+    from cld_hf import INDEX_COLUMN, LossRecorder, RecorderConfig, stratified_query_split
     from cld_hf.recording import INDEX_KEY, IndexedDataset
     from cld_hf.app.data import load_data
     from cld_hf.app.vision import (
@@ -94,7 +94,8 @@ def main(args: ProxyArguments, config=None) -> dict:
         train = train.select(range(min(args.max_train_samples, len(train))))
     image_column = find_image_column(train.column_names, args.image_column)
     keep = [image_column, label_column]
-    train_ds, query_ds = stratified_query_split(train.select_columns(keep),
+    index = [INDEX_COLUMN] if INDEX_COLUMN in train.column_names else []  # rows of the source
+    train_ds, query_ds = stratified_query_split(train.select_columns(keep + index),
                                                 fraction=args.query_fraction, seed=args.seed,
                                                 label_column=label_column,
                                                 source_name=args.dataset,
