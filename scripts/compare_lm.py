@@ -105,6 +105,10 @@ def report_markdown(results: dict, *, command: str, started: str, machine_before
         lines += ["", "## Paired with random (same seed): perplexity minus random's",
                   "", "Mean ± std over seeds; negative = better than random.", "",
                   paired_markdown(results["paired"])]
+    if results.get("paired_length"):
+        lines += ["", "Paired with `random_length` (random documents with the CLD coreset's "
+                  "group and length profile, same seed):", "",
+                  paired_markdown(results["paired_length"], baseline="random_length")]
     lines += ["", "## Training tokens per coreset (mean over seeds)", "",
               results["tokens_markdown"], "", "## Selection cost", "", results["cost_markdown"],
               ""]

@@ -18,6 +18,7 @@ from cld_hf.app import lm_experiment, text
 from cld_hf.app.arguments import RunArguments
 from cld_hf.app.lm_experiment import (
     LM_DEFAULTS,
+    length_matched_random,
     lm_settings,
     paired_differences,
     perplexity_markdown,
@@ -43,7 +44,7 @@ def _args(tmp_path, **overrides):
                   target_epochs=1, seeds=2, fractions=[0.5], batch_size=16,
                   learning_rate=3e-3, query_fraction=0.2)
     values.update(overrides)
-    methods = values.pop("methods", ["cld", "random", "s2l"])
+    methods = values.pop("methods", ["cld", "random", "s2l", "random_length"])
     args = RunArguments(**values)
     args.methods = methods  # RunArguments checks against baselines.METHODS, which may lack s2l
     return args
@@ -183,6 +184,19 @@ def test_perplexity_table_has_the_shape_of_the_accuracy_table():
         paired_differences(rows, baseline="s2l")
 
 
+def test_length_matched_random_keeps_the_groups_and_the_length_profile():
+    rng = np.random.default_rng(0)
+    labels = np.repeat([0, 1], [200, 100])
+    lengths = rng.integers(5, 65, size=300)
+    longest = np.concatenate([np.argsort(-lengths[:200])[:40], 200 + np.argsort(-lengths[200:])[:20]])
+    sel = length_matched_random(labels, lengths, longest, seed=1)
+    assert np.bincount(labels[sel]).tolist() == [40, 20] and len(set(sel.tolist())) == 60
+    assert lengths[sel].sum() > 0.9 * lengths[longest].sum()  # the long ones, roughly
+    assert lengths[sel].sum() > 1.4 * lengths.mean() * 60
+    assert sel.tolist() != np.sort(longest).tolist()  # but not the same documents
+    assert length_matched_random(labels, lengths, longest, seed=1).tolist() == sel.tolist()
+
+
 # ------------------------------------------------------------------------------ options
 
 
@@ -237,14 +251,16 @@ def test_run_lm_experiment_writes_results_with_every_method_seed_and_fraction(lm
     out = Path(args.output_dir)
     saved = json.loads((out / "results.json").read_text())
     assert saved["runs"] == results["runs"] and saved["task"] == "causal-lm"
+    methods = ("cld", "random", "s2l", "random_length")
     assert {(r["method"], r["seed"]) for r in results["runs"]} == {
-        (m, s) for m in ("cld", "random", "s2l") for s in (0, 1)}
+        (m, s) for m in methods for s in (0, 1)}
     assert all(np.isfinite(r["perplexity"]) and r["perplexity"] > 1 for r in results["runs"])
     assert len(results["full_data_perplexity"]) == 2
     md = (out / "results.md").read_text()
     assert results["table_markdown"] in md and "## Selection cost" in md
-    assert "| fraction | cld | random | s2l |" in results["table_markdown"]
-    assert [r["method"] for r in results["costs"]] == ["cld", "random", "s2l"]
+    assert "| fraction | cld | random | s2l | random_length |" in results["table_markdown"]
+    assert [r["method"] for r in results["costs"]] == list(methods)
+    assert "cld - random_length" in md
     assert (out / "notes.txt").read_text() == "mine"
     assert {"trajectories", "tokenizer.json", "selections.arrow", "proxy_model",
             "coreset-cld-50pct"} <= {p.name for p in out.iterdir()}
@@ -262,7 +278,7 @@ def test_run_lm_experiment_gives_every_method_the_same_group_budgets(lm_run):
     assert store.train_losses().shape == (results["corpus"]["num_train"], 3)  # 0 + 2 epochs
     budgets = class_budgets(labels, fraction=0.5)
     selections = read_selections(out / "selections.arrow")
-    assert len(selections) == 3 * 2
+    assert len(selections) == 4 * 2
     for c in selections:
         counts = np.bincount(labels[c.indices], minlength=len(budgets))
         assert counts.tolist() == [budgets[g] for g in sorted(budgets)]
@@ -301,4 +317,5 @@ def test_compare_lm_report_names_the_command_machine_and_paired_table(lm_run):
                                        machine_after="there")
     assert "- command: `python scripts/compare_lm.py --seeds 2`" in text_
     assert "## Paired with random (same seed)" in text_ and "cld - random" in text_
-    assert "| fraction | cld | random | s2l |" in text_
+    assert "| fraction | cld | random | s2l | random_length |" in text_
+    assert "Paired with `random_length`" in text_

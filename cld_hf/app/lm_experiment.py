@@ -55,11 +55,15 @@ __all__ = [
     "tokens_markdown",
     "paired_differences",
     "paired_markdown",
+    "length_matched_random",
 ]
 
-LM_METHODS = ("cld", "random", "s2l")
-"""The methods of the text job. The other baselines read classification signals (class
-logits, a classifier head's features), which a language model does not have."""
+LM_METHODS = ("cld", "random", "s2l", "random_length")
+"""The methods of the text job. ``random_length`` is a control, not a method: in each group,
+random documents with the lengths of the CLD coreset's (:func:`length_matched_random`), so that
+CLD's gain can be told apart from training on more tokens. The other baselines read
+classification signals (class logits, a classifier head's features), which a language model
+does not have."""
 
 TEXT_DATASETS = ("stdlib-docstrings",)
 """The built-in text corpora (``RunArguments.dataset``)."""
@@ -106,7 +110,7 @@ def lm_settings(args) -> dict:
     >>> lm_settings(args)
     Traceback (most recent call last):
     ...
-    ValueError: methods == ['cld', 'forgetting']: the causal-lm task runs ['cld', 'random', 's2l'] ...
+    ValueError: methods == ['cld', 'forgetting']: the causal-lm task runs ['cld', 'random', 's2l', ...] ...
     """
     if args.dataset not in TEXT_DATASETS:
         raise ValueError(
@@ -153,6 +157,59 @@ def group_recording(dataset):
                                      feature=datasets.Value("int64"))
         return dataset, {"label_column": "label", "loss_type": "causal_lm"}
     return dataset, {"group_column": "group", "loss_type": "causal_lm"}  # pragma: no cover
+
+
+def length_matched_random(labels, lengths, reference, *, bins: int = 8, seed: int = 0):
+    """Random documents with the group and length profile of the ``reference`` selection.
+
+    In each group the documents are split into ``bins`` length quantiles; from each bin as many
+    documents are drawn uniformly at random (without replacement) as ``reference`` holds there.
+    The result has the same per-group counts as ``reference`` and nearly its length
+    distribution (its token count), but is otherwise random: the control that tells a
+    selection's effect apart from its document lengths.
+
+    Parameters
+    ----------
+    labels : int array of shape (N,)
+        Group of each document.
+    lengths : int array of shape (N,)
+        Tokens of each document.
+    reference : int array
+        The selection to match (e.g. the CLD coreset), row indices.
+    bins : int, default 8
+    seed : int, default 0
+
+    Returns
+    -------
+    numpy.ndarray of int64, ascending.
+
+    Examples
+    --------
+    >>> labels = np.zeros(8, dtype=int)
+    >>> lengths = np.array([5, 6, 7, 8, 50, 60, 70, 80])
+    >>> sel = length_matched_random(labels, lengths, [6, 7], bins=2, seed=0)
+    >>> len(sel), bool((lengths[sel] >= 50).all())        # two long ones, as the reference
+    (2, True)
+    """
+    from .._validation import check_int, check_labels
+
+    lab = check_labels(labels, "labels")
+    length = np.asarray(lengths)
+    ref = np.asarray(reference, dtype=np.int64)
+    if length.shape != lab.shape:
+        raise ValueError(f"lengths has shape {length.shape} but labels has {lab.shape}; pass one "
+                         f"length per document.")
+    check_int("bins", bins, min_val=1)
+    rng = np.random.default_rng(seed)
+    chosen = []
+    for g in np.unique(lab[ref]):
+        idx = np.flatnonzero(lab == g)
+        edges = np.quantile(length[idx], np.linspace(0, 1, bins + 1)[1:-1])
+        where = np.searchsorted(edges, length[idx], side="right")
+        ref_bins = np.searchsorted(edges, length[ref[lab[ref] == g]], side="right")
+        for b, count in zip(*np.unique(ref_bins, return_counts=True)):
+            chosen.append(rng.choice(idx[where == b], size=int(count), replace=False))
+    return np.sort(np.concatenate(chosen)).astype(np.int64) if chosen else ref[:0]
 
 
 # ------------------------------------------------------------------------------ tables
@@ -336,6 +393,8 @@ def _cost_row(method, seconds, computed, store_bytes):
         "s2l": (["loss"], S2L_COST, S2L_STORAGE, S2L_REFERENCE),
         "random": ([], "3k T f_large (no selection cost)", "O(1)",
                    "uniform group-balanced sampling"),
+        "random_length": (["loss"], "as CLD (it matches the CLD coreset's lengths)",
+                          CLD_COST["storage"], "control: random with CLD's length profile"),
     }[method]
     return {"method": method, "signals": spec[0], "seconds": seconds,
             "seconds_per_coreset": seconds / max(computed, 1),
@@ -343,7 +402,7 @@ def _cost_row(method, seconds, computed, store_bytes):
             "compute": spec[1], "storage": spec[2], "reference": spec[3]}
 
 
-def _select(store, methods, fractions, seeds):
+def _select(store, methods, fractions, seeds, lengths):
     """Every coreset (``comparison.Coreset``), and the measured cost rows."""
     from ..baselines.s2l import s2l_select
     from ..selection import class_budgets, select_random_per_class, select_top_per_class
@@ -369,6 +428,11 @@ def _select(store, methods, fractions, seeds):
                     if "loss" not in cache:
                         cache["loss"] = store.train_losses()
                     idx = s2l_select(labels, budgets, cache["loss"], seed=seed, **S2L_OPTIONS)
+                elif method == "random_length":
+                    if "scores" not in cache:
+                        cache["scores"] = store.scores()
+                    cld_idx = select_top_per_class(cache["scores"], labels, budgets=budgets)
+                    idx = length_matched_random(labels, lengths, cld_idx, seed=seed)
                 else:
                     idx = select_random_per_class(labels, budgets=budgets, seed=seed)
                 took = time.perf_counter() - start
@@ -494,8 +558,9 @@ def run_lm_experiment(args, config=None, *, max_docs_per_group: int | None = Non
 
     # 2. coresets, then the target on each (and on the full set)
     store = LossTrajectories(out / "trajectories")
+    lengths = np.array([len(ids) for ids in train_ds["input_ids"]])
     selections, costs = _select(store, settings["methods"], [float(f) for f in args.fractions],
-                                args.seeds)
+                                args.seeds, lengths)
     write_selections(out / "selections.arrow", selections)
     chosen = {(c.method, c.fraction, c.seed): c.indices for c in selections}
     runs = []
@@ -545,6 +610,8 @@ def run_lm_experiment(args, config=None, *, max_docs_per_group: int | None = Non
         "table_markdown": perplexity_markdown(runs, full_perplexity=full),
         "tokens_markdown": tokens_markdown(runs, full_tokens=full_tokens),
         "paired": paired_differences(runs) if "random" in settings["methods"] else [],
+        "paired_length": (paired_differences(runs, baseline="random_length")
+                          if "random_length" in settings["methods"] else []),
         "costs": costs,
         "cost_markdown": cost_markdown(costs),
         "selections": str(out / "selections.arrow"),
@@ -602,6 +669,9 @@ def _write_results(out: Path, results: dict) -> None:
         paired = ("\n\n## Paired with random (same seed)\n\nPerplexity minus random's, mean ± "
                   "std over seeds (negative: better than random).\n\n"
                   + paired_markdown(results["paired"]))
+    if results["paired_length"]:
+        paired += ("\n\nPaired with the length-matched random control (same seed):\n\n"
+                   + paired_markdown(results["paired_length"], baseline="random_length"))
     cost = ("\n\n## Selection cost\n\nSeconds of scoring and selection measured in this run "
             "(all coresets of the method; per coreset in parentheses), the bytes of the recorded "
             "signals it reads, and the Appendix E formulas.\n\n" + results["cost_markdown"])
