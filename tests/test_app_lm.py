@@ -188,7 +188,8 @@ def test_length_matched_random_keeps_the_groups_and_the_length_profile():
     rng = np.random.default_rng(0)
     labels = np.repeat([0, 1], [200, 100])
     lengths = rng.integers(5, 65, size=300)
-    longest = np.concatenate([np.argsort(-lengths[:200])[:40], 200 + np.argsort(-lengths[200:])[:20]])
+    longest = np.concatenate([np.argsort(-lengths[:200])[:40],
+                              200 + np.argsort(-lengths[200:])[:20]])
     sel = length_matched_random(labels, lengths, longest, seed=1)
     assert np.bincount(labels[sel]).tolist() == [40, 20] and len(set(sel.tolist())) == 60
     assert lengths[sel].sum() > 0.9 * lengths[longest].sum()  # the long ones, roughly
@@ -216,7 +217,7 @@ def test_lm_settings_refuse_what_the_text_job_cannot_run(tmp_path, overrides, ma
 @pytest.mark.parametrize(
     "config, match",
     [
-        (RecorderConfig(signals=["correct"]), r"signals == \['correct'\]: these are classification"),
+        (RecorderConfig(signals=["correct"]), r"signals == \['correct'\]: these are classif"),
         (RecorderConfig(every_n_epochs=2), "records 2 snapshot"),
     ],
 )
