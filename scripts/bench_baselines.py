@@ -151,6 +151,11 @@ def _generate(names, n: int, c: int, q: int, seed: int = 0) -> dict:
                 p = 1.0 / (1.0 + np.exp(-m))
                 out[name] = p if name == "true_prob" else (1.0 - p) * np.float32(np.sqrt(2.0))
             del m
+        elif name == "loss":  # decaying trajectories, the noisy samples staying high
+            decay = np.exp(-np.arange(SNAPSHOTS, dtype=np.float32) / 10.0)
+            out[name] = per_snapshot(lambda r: (
+                (1.0 + noisy[r, None]) * decay[None, :] * (1.0 + 0.1 * rng.standard_normal(
+                    (r.stop - r.start, SNAPSHOTS), dtype=np.float32))).astype(np.float32))
         elif name == "grad_projection":
             out[name] = per_snapshot(lambda r: rng.standard_normal(
                 (r.stop - r.start, SNAPSHOTS), dtype=np.float32))

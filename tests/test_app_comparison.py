@@ -123,7 +123,7 @@ def test_signals_for_methods_is_what_each_method_reads():
     assert signals_for_methods(["d2_pruning"]) == ("correct", "embeddings")  # its difficulty
     assert signals_for_methods(["ccs_aum"]) == ("margin",)
     for name, spec in METHODS.items():  # query_labels come from the store, not the recorder
-        assert set(spec.signals) - {"query_labels"} <= set(signals_for_methods([name]))
+        assert set(spec.signals) - {"loss", "query_labels"} <= set(signals_for_methods([name]))
     assert set(DEFAULT_METHODS) <= set(METHOD_NAMES)
 
 

@@ -104,7 +104,7 @@ def test_registry_records_are_complete():
     assert set(METHODS) == {
         "random", "forgetting", "el2n", "aum", "ccs_aum", "dyn_unc", "dual", "dual_beta",
         "herding", "moderate", "kcenter", "graphcut", "d2_pruning", "cal", "grand", "craig",
-        "glister", "tdds", "tdds_kl", "slocurv", "boundary_ccs",
+        "glister", "tdds", "tdds_kl", "slocurv", "boundary_ccs", "s2l",
     }
     for name, spec in METHODS.items():
         assert spec.kind in ("score", "select"), name

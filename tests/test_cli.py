@@ -145,6 +145,27 @@ def test_run_help_shows_hyphenated_options_first_with_defaults_and_clear_switche
     assert args.proxy_epochs == 4 and args.plots is False and args.label_column == "y"
 
 
+@pytest.mark.parametrize(
+    "argv, expected",
+    [
+        (["run", "--task", "causal-lm", "--batch-size", "64"],
+         {"dataset": "stdlib-docstrings", "batch_size": 64, "proxy_epochs": 8,
+          "learning_rate": 3e-3, "methods": ["cld", "random", "s2l"]}),
+        (["-v", "run", "--dataset", "stdlib-docstrings", "--methods", "cld", "random"],
+         {"batch_size": 32, "target_epochs": 8, "methods": ["cld", "random"]}),
+        (["run", "--batch-size", "32"],  # the image job keeps its own defaults
+         {"dataset": "digits", "batch_size": 32, "proxy_epochs": 15, "methods": ["cld", "random"]}),
+    ],
+)
+def test_run_takes_the_text_jobs_defaults_for_options_not_typed(argv, expected):
+    from cld_hf.app.cli_run import _apply_task_defaults
+
+    args = make_parser("run").parse_args(argv)
+    args._cli_argv = argv
+    _apply_task_defaults(args)
+    assert {k: getattr(args, k) for k in expected} == expected
+
+
 @pytest.mark.parametrize("name", ["select", "inspect"])
 def test_score_column_has_help(name, capsys):
     with pytest.raises(SystemExit):

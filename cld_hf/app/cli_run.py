@@ -205,9 +205,36 @@ def _as_flags(message: str) -> str:
     return re.sub(pattern, lambda m: "--" + m.group(1).replace("_", "-"), message, count=3)
 
 
+def _given_options(argv) -> set[str]:
+    """The fields the user typed after ``run`` in ``argv`` (the defaults left out)."""
+    if not argv or "run" not in argv:
+        return set()
+    parser = make_run_parser()
+    for action in parser._actions:
+        action.default = argparse.SUPPRESS
+    given, _ = parser.parse_known_args(argv[argv.index("run") + 1:])
+    return set(vars(given)) - {"func"}
+
+
+def _apply_task_defaults(args) -> None:
+    """``--task causal-lm`` (or ``--dataset stdlib-docstrings``): the text job's sizes
+    (:data:`~cld_hf.app.lm_experiment.LM_DEFAULTS`) for every option the user did not type."""
+    from .experiment import LM_DATASETS
+
+    if args.task != "causal-lm" and not (args.task == "auto" and args.dataset in LM_DATASETS):
+        return
+    from .lm_experiment import LM_DEFAULTS
+
+    given = _given_options(getattr(args, "_cli_argv", None))
+    for name, value in LM_DEFAULTS.items():
+        if name not in given:
+            setattr(args, name, list(value) if isinstance(value, list) else value)
+
+
 def run(args) -> int:
     from .experiment import run_experiment
 
+    _apply_task_defaults(args)
     run_args, config = _build_arguments(args)
     argv = getattr(args, "_cli_argv", None)
     command = None
@@ -222,12 +249,21 @@ def run(args) -> int:
               "class's query trajectory):\n")
         print(results["score_summary_text"])
         print()
-    print(f"Target test accuracy (%), mean ± std over {run_args.seeds} seed(s):\n")
-    print(results["table_markdown"])
+    if results.get("task") == "causal-lm":
+        print(f"Target test perplexity (lower is better), mean ± std over {run_args.seeds} "
+              f"seed(s):\n")
+        print(results["table_markdown"])
+        print("\nTraining tokens of each coreset:\n")
+        print(results["tokens_markdown"])
+    else:
+        print(f"Target test accuracy (%), mean ± std over {run_args.seeds} seed(s):\n")
+        print(results["table_markdown"])
     print("\nSelection cost (seconds measured; extra storage; Appendix E):\n")
     print(results["cost_markdown"])
     proxy = results.get("proxy_test_accuracy")
     proxy_text = f"proxy test accuracy {100 * proxy:.2f}%; " if proxy is not None else ""
+    if results.get("proxy_test_perplexity") is not None:
+        proxy_text = f"proxy test perplexity {results['proxy_test_perplexity']:.1f}; "
     print(f"\n{proxy_text}{results['seconds']:.0f} s; outputs in {run_args.output_dir} "
           f"(results.md, plots/, hub/)")
     for failed in results.get("failed_steps", []):

@@ -218,6 +218,8 @@ def load_signals(store, methods) -> dict[str, np.ndarray]:
     out = {}
     for name in dict.fromkeys(s for m in check_methods(methods) for s in _method_signals(m)):
         if name == "loss":
+            if any(m not in CLD_STRATEGIES and "loss" in _method_signals(m) for m in methods):
+                out[name] = store.train_losses()  # S2L clusters the trajectories
             continue  # CLD reads the store's trajectories itself
         if name == "query_labels":
             out[name] = np.asarray(store.query_labels)

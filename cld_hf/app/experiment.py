@@ -125,22 +125,9 @@ def _command_line() -> str:
 
 
 def _run_causal_lm(args: RunArguments, config, command: str | None) -> dict:
-    from ..cli.common import CommandError
+    from .lm_experiment import run_lm_experiment
 
-    try:
-        from .lm_experiment import run_lm_experiment
-    except ModuleNotFoundError as err:
-        if err.name not in (f"{__package__}.lm_experiment", "cld_hf.app.lm_experiment"):
-            raise
-        raise CommandError(
-            f"the causal-lm task is not in this build (no {__package__}.lm_experiment module): "
-            f"--task {args.task} --dataset {args.dataset} needs a cld-hf with the language-model "
-            f"job; --task image-classification or text-classification run here.") from None
-    import inspect
-
-    if "command" in inspect.signature(run_lm_experiment).parameters:
-        return run_lm_experiment(args, config, command=command)
-    return run_lm_experiment(args, config)
+    return run_lm_experiment(args, config, command=command)
 
 
 def run_experiment(args: RunArguments, config=None, *, command: str | None = None,

@@ -450,7 +450,8 @@ def _select(store, methods, fractions, seeds, lengths):
 # ------------------------------------------------------------------------------ the job
 
 
-def run_lm_experiment(args, config=None, *, max_docs_per_group: int | None = None) -> dict:
+def run_lm_experiment(args, config=None, *, max_docs_per_group: int | None = None,
+                      command: str | None = None) -> dict:
     """Run the text job (see the module docstring); returns the results dict also written to
     ``<output_dir>/results.json``.
 
@@ -461,12 +462,15 @@ def run_lm_experiment(args, config=None, *, max_docs_per_group: int | None = Non
         ``proxy_epochs``, ``target_epochs``, ``batch_size``, ``learning_rate``,
         ``query_fraction``, ``seed``, ``methods`` (any of :data:`LM_METHODS`), ``threads``,
         ``output_dir`` and ``overwrite_output_dir``. Its defaults are the image job's:
-        :data:`LM_DEFAULTS` are the text job's.
+        :data:`LM_DEFAULTS` are the text job's (``cld-hf run --task causal-lm`` applies them
+        to every option not typed).
     config : cld_hf.RecorderConfig, optional
         The recording options (the loss type and the group column are set here; extra signals
         are refused: they are classification signals).
     max_docs_per_group : int, optional
         Use only the first documents of each group (quick runs, tests).
+    command : str, optional
+        The command line, kept in ``results.json``.
 
     Returns
     -------
@@ -596,6 +600,7 @@ def run_lm_experiment(args, config=None, *, max_docs_per_group: int | None = Non
     full_tokens = _num_tokens(train_ds)
     results = {
         "task": "causal-lm",
+        "command": command,
         "arguments": asdict(args) if dataclasses.is_dataclass(args) else dict(vars(args)),
         "settings": settings,
         "recording": recording.to_dict(),

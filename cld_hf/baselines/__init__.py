@@ -10,7 +10,9 @@ Each method is one plain function in a module of its family:
   GraNd, CRAIG, GLISTER (one-shot, as DeepCore runs it), TDDS (the seed's gradient projection,
   and the TDDS code's per-epoch output change);
 - :mod:`.probes` (input-space probes of the trained proxy, one extra torch pass): SloCurv,
-  BoundarySet-CCS.
+  BoundarySet-CCS;
+- :mod:`.s2l` (the recorded loss trajectories themselves): S2L, balanced draws over k-means
+  clusters of the trajectories, the selection baseline for language models.
 
 Two kinds of methods:
 
@@ -18,7 +20,7 @@ Two kinds of methods:
   paper keeps *low*, like SloCurv's curvature, is returned negated); selection is
   :func:`cld_hf.select_top_per_class` with the same class budgets as CLD.
 - ``"select"``: greedy, submodular or sampling methods (Herding, k-Center greedy, GraphCut,
-  CRAIG, GLISTER, D2-Pruning, CCS, BoundarySet-CCS, DUAL's Beta sampling, Random); the function
+  CRAIG, GLISTER, D2-Pruning, CCS, BoundarySet-CCS, DUAL's Beta sampling, S2L, Random); the function
   ``f(labels, budgets, <signals>, *, <options>, seed=0)`` returns the selected row indices
   (int64, ascending) and keeps exactly ``budgets[c]`` samples of each class ``c``.
 
@@ -81,6 +83,7 @@ from .gradients import (
     grand_scores,
     last_layer_gradients,
 )
+from .s2l import S2L_COST, S2L_REFERENCE, S2L_STORAGE, s2l_select
 from .tdds import tdds_kl_scores, tdds_kl_terms, tdds_scores
 
 __all__ = [
@@ -119,6 +122,8 @@ __all__ = [
     # probes
     "slocurv_scores",
     "boundary_ccs_select",
+    # loss-trajectory clusters
+    "s2l_select",
 ]
 
 
@@ -395,6 +400,16 @@ METHODS: dict[str, Method] = {
         "O(N) (per-sample distance)",
         "Yang et al., ICML 2024 (E.2.4); no official code found, compared with a public "
         "reproduction",
+    ),
+    "s2l": Method(
+        s2l_select,
+        "select",
+        ("loss",),
+        "balanced: equal shares of the k-means clusters of the loss trajectories, smallest "
+        "cluster first, uniform draws inside",
+        S2L_COST,
+        S2L_STORAGE,
+        S2L_REFERENCE,
     ),
 }
 
