@@ -489,7 +489,7 @@ def footer(info: dict, seconds: float) -> str:
     Examples
     --------
     >>> footer({"command": "cld-hf study lds", "date_utc": "2025-01-01 00:00 UTC", "cpus": 2,
-    ...         "load_average": [1.0, 1.0, 1.0], "torch_threads": 1}, 61.0)[:60]
+    ...         "load_average": [1.0, 1.0, 1.0], "torch_threads": 1}, 61.0)[:62]
     '`cld-hf study lds`: 2025-01-01 00:00 UTC, 2 CPUs, load average'
     """
     load = " ".join(str(x) for x in info.get("load_average") or [])
