@@ -204,6 +204,32 @@ def test_lds_study_small_shapes_outputs_and_determinism(tmp_path):
         "tracin"], saved["tracin"])
 
 
+def test_epoch_features_are_the_final_model_s_and_leave_training_unchanged(tmp_path):
+    from cld_hf.app.studies import load_study_data, predict, train_proxy
+    from cld_hf.app.studies.checkpoints import _softmax
+    from cld_hf.attribution import tracin_last_layer
+
+    data = load_study_data("digits", max_train=150)
+    with_features = train_proxy(data, store_dir=tmp_path / "a", epochs=2, features=True)
+    without = train_proxy(data, store_dir=tmp_path / "b", epochs=2)
+    # the per-epoch passes change nothing in training: the recorded losses are bit-identical
+    np.testing.assert_array_equal(with_features.store.train_losses(),
+                                  without.store.train_losses())
+    c = with_features.checkpoints
+    assert c.num_checkpoints == 2 and len(c.learning_rates) == 2
+    logits, h = predict(with_features.model, data.train, features=True)
+    np.testing.assert_allclose(c.probs[-1], _softmax(logits), atol=1e-6)
+    np.testing.assert_allclose(c.embeddings[-1], h, atol=1e-6)
+    assert c.query_probs[0].shape == (20, 10) and c.query_embeddings[0].shape == (20, 32)
+    ql, qh = predict(with_features.model, data.query, features=True)
+    want = tracin_last_layer(_softmax(logits), h, data.train_labels, _softmax(ql), qh,
+                             data.query_labels)
+    np.testing.assert_allclose(with_features.tracin(data, final_only=True), want, rtol=1e-4,
+                               atol=1e-6)
+    with pytest.raises(ValueError, match="features=True"):
+        without.tracin(data)
+
+
 def test_lds_study_refuses_bad_arguments_before_training(tmp_path):
     with pytest.raises(ValueError, match=r"alphas contains 1.5, each must be in \(0, 1\)"):
         lds_study(output_dir=tmp_path, alphas=[1.5], **TINY)
