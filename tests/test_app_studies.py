@@ -266,6 +266,8 @@ def test_fraction_sweep_study_small(tmp_path):
     assert [(x["method"], x["fraction"], x["size"]) for x in r["runs"]] == [
         ("cld", 0.3, 39), ("cld", 0.6, 78), ("random", 0.3, 39), ("random", 0.6, 78)]
     assert len(r["full_data_accuracy"]) == 1 and set(r["smallest_fraction"]) == {"cld", "random"}
+    assert set(r["smallest_fraction_by_tolerance"]) == {"0.005", "0.01", "0.02"}
+    assert "within 0.5 point(s) | within 1 point(s) | within 2 point(s)" in r["markdown"]
     for m, f in r["smallest_fraction"].items():
         assert f is None or f in (0.3, 0.6)
     with pytest.raises(ValueError, match="which this study's proxy does not record"):
