@@ -226,13 +226,15 @@ def bootstrap_lds(attribution, mask, outputs, *, num_resamples: int = 200, seed=
     (True, 200)
     """
     check_int("num_resamples", num_resamples, min_val=2)
+    linear_datamodeling_score(attribution, mask, outputs)  # the checks
+    predicted = np.asarray(mask, dtype=np.float64) @ np.asarray(attribution, dtype=np.float64)
+    out = np.asarray(outputs, dtype=np.float64)
     rng = np.random.default_rng(seed)
-    m = np.asarray(mask).shape[0]
+    m = predicted.shape[0]
     means = []
     for _ in range(num_resamples):
         pick = rng.integers(0, m, size=m)
-        v = linear_datamodeling_score(attribution, np.asarray(mask)[pick],
-                                      np.asarray(outputs)[pick])
+        v = spearman_columns(predicted[pick], out[pick])
         means.append(float(np.nanmean(v)) if np.isfinite(v).any() else np.nan)
     means = np.asarray(means)
     return {"se": float(np.nanstd(means, ddof=1)), "means": means}
