@@ -77,7 +77,7 @@ def _machine() -> str:
 def report_markdown(results: dict, *, command: str, started: str, machine_before: str,
                     machine_after: str) -> str:
     """The report: what ran, where, and the tables."""
-    from cld_hf.app.lm_experiment import paired_markdown
+    from cld_hf.app.lm_results import paired_markdown
 
     s, c = results["settings"], results["corpus"]
     lines = [

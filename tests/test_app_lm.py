@@ -20,10 +20,9 @@ from cld_hf.app.lm_experiment import (
     LM_DEFAULTS,
     length_matched_random,
     lm_settings,
-    paired_differences,
-    perplexity_markdown,
     run_lm_experiment,
 )
+from cld_hf.app.lm_results import paired_differences, perplexity_markdown
 from cld_hf.app.text import (
     EOS_TOKEN,
     CausalLMCollator,

@@ -20,15 +20,9 @@ from cld_hf.app.studies import (STUDIES, brittleness_study, class_influence, fli
 from cld_hf.app.studies.common import (check_fractions, check_output_dir, check_seeds,
                                        prepare_output_dir)
 from cld_hf.app.studies.lds import spearman_columns
-from cld_hf.cli import SUBCOMMANDS, main
+from cld_hf.cli import main
 
 TINY = dict(max_train=150, epochs=2, threads=1)
-
-
-@pytest.fixture(autouse=True)
-def study_command(monkeypatch):
-    """``cld-hf study`` in the CLI table (until cli/__init__.SUBCOMMANDS lists it)."""
-    monkeypatch.setitem(SUBCOMMANDS, "study", ("cld_hf.app.cli_study", "the paper's studies"))
 
 
 # ------------------------------------------------------------------ LDS, on known answers
@@ -307,58 +301,9 @@ def test_every_study_has_help_with_examples(capsys):
 
 
 def test_study_help_imports_no_torch():
-    code = ("import sys\nfrom cld_hf.cli import SUBCOMMANDS, main\n"
-            "SUBCOMMANDS.setdefault('study', ('cld_hf.app.cli_study', ''))\n"
+    code = ("import sys\nfrom cld_hf.cli import main\n"
             "try:\n    main(['study', 'lds', '--help'])\nexcept SystemExit:\n    pass\n"
             "print('HEAVY', [m for m in ('torch', 'transformers') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     assert out.stdout.strip().splitlines()[-1] == "HEAVY []"
-
-
-# ------------------------------------------------------------------ docstrings
-# cld_hf/app has no __init__.py, so tests/test_docstrings.py (pkgutil.walk_packages) does not
-# reach these modules: their examples run here, with the same options.
-
-STUDY_MODULES = ["cld_hf.app.studies", "cld_hf.app.studies.common", "cld_hf.app.studies.lds",
-                 "cld_hf.app.studies.stability", "cld_hf.app.studies.sweep",
-                 "cld_hf.app.studies.brittleness", "cld_hf.app.studies.checkpoints",
-                 "cld_hf.app.cli_study"]
-
-
-def _study_doctests():
-    import doctest
-    import importlib
-
-    finder = doctest.DocTestFinder(exclude_empty=True)
-    for name in STUDY_MODULES:
-        for test in finder.find(importlib.import_module(name), name):
-            if test.examples:
-                yield pytest.param(name, test.name, id=test.name)
-
-
-@pytest.mark.parametrize("module_name, test_name", list(_study_doctests()))
-def test_docstring_examples_of_the_studies_run(module_name, test_name):
-    import doctest
-    import importlib
-
-    module = importlib.import_module(module_name)
-    (test,) = [t for t in doctest.DocTestFinder(exclude_empty=True).find(module, module_name)
-               if t.name == test_name]
-    test.globs = dict(vars(module))
-    report = []
-    runner = doctest.DocTestRunner(optionflags=doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE)
-    assert runner.run(test, out=report.append).failed == 0, "".join(report)
-
-
-def test_every_public_function_and_class_of_the_studies_has_an_example():
-    import importlib
-    import inspect
-
-    for name in STUDY_MODULES:
-        module = importlib.import_module(name)
-        for attr in getattr(module, "__all__", ()):
-            obj = getattr(module, attr)
-            if (inspect.isfunction(obj) or inspect.isclass(obj)) and obj.__module__ == name:
-                doc = inspect.getdoc(obj) or ""
-                assert ">>>" in doc or "::" in doc, f"{name}.{attr} has no example"

@@ -11,13 +11,7 @@ import pytest
 
 from cld_hf import LossTrajectories
 from cld_hf.attribution import cld_attribution, top_influencers, tracin_last_layer
-from cld_hf.cli import SUBCOMMANDS, main
-
-
-@pytest.fixture(autouse=True)
-def attribute_command(monkeypatch):
-    """``cld-hf attribute`` in the CLI table (until cli/__init__.SUBCOMMANDS lists it)."""
-    monkeypatch.setitem(SUBCOMMANDS, "attribute", ("cld_hf.cli.attribute", "top-k influencers"))
+from cld_hf.cli import main
 
 
 @pytest.fixture
@@ -138,8 +132,7 @@ def test_help_has_examples_and_imports_no_torch(capsys):
     with pytest.raises(SystemExit) as exc:
         main(["attribute", "--help"])
     assert exc.value.code == 0 and "examples:" in capsys.readouterr().out
-    code = ("import sys\nfrom cld_hf.cli import SUBCOMMANDS, main\n"
-            "SUBCOMMANDS.setdefault('attribute', ('cld_hf.cli.attribute', ''))\n"
+    code = ("import sys\nfrom cld_hf.cli import main\n"
             "try:\n    main(['attribute', '--help'])\nexcept SystemExit:\n    pass\n"
             "print('HEAVY', [m for m in ('torch', 'transformers') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

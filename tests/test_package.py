@@ -59,7 +59,7 @@ def test_the_library_never_imports_its_application():
 
 def test_cld_hf_help_and_subcommand_help_import_no_torch():
     for argv in (["--help"], ["score", "--help"], ["select", "--help"], ["inspect", "--help"],
-                 ["push", "--help"]):
+                 ["push", "--help"], ["attribute", "--help"], ["study", "--help"]):
         code = ("import sys\nfrom cld_hf.cli import main\n"
                 "try:\n    main(%r)\nexcept SystemExit:\n    pass\n"
                 "print('HEAVY', [m for m in ('torch', 'transformers') if m in sys.modules])"

@@ -34,6 +34,10 @@ SUBCOMMANDS = {
     "inspect": ("cld_hf.cli.inspect", "summarise or verify a store, a scored dataset or a coreset"),
     "plot": ("cld_hf.app.cli_plot", "plot score distributions, trajectories, accuracy"),
     "push": ("cld_hf.cli.push", "push a coreset, its scores and the proxy model to the Hub"),
+    "attribute": ("cld_hf.cli.attribute",
+                  "top-k CLD_inf1 influencers of query samples, from a store"),
+    "study": ("cld_hf.app.cli_study",
+              "the paper's studies: lds, seed-stability, fraction-sweep, brittleness"),
 }
 
 EPILOG = """\
@@ -42,6 +46,8 @@ examples:
   cld-hf score STORE_DIR --dataset TRAIN_DIR -o scored/
   cld-hf select scored/ --fraction 0.1 -o coreset/
   cld-hf inspect scored/
+  cld-hf attribute STORE_DIR -k 10 -o influencers.arrow
+  cld-hf study lds                            # one of the paper's appendix studies
   cld-hf <subcommand> --help                  # options and examples of one subcommand
   cld-hf -v <subcommand> ...                  # with cld-hf's debug logs
 

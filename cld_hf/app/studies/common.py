@@ -86,6 +86,36 @@ def _labels(ds, column: str) -> np.ndarray:
     return np.asarray(ds.with_format("numpy", columns=[column])[column][:]).astype(np.int64)
 
 
+def _pixel_values(dataset, label_column: str, image_size: int):
+    """``dataset`` with a ``pixel_values`` tensor column: in torch format when it holds one,
+    else a transform of its images (:func:`cld_hf.app.inputs.image_inputs`); and the number of
+    channels when it was read from the images (``None`` otherwise)."""
+    if "pixel_values" in dataset.column_names:
+        return dataset.with_format("torch"), None
+    import torch
+
+    from ..inputs import detect_task, image_inputs
+
+    task, column = detect_task(dataset.features, label_column=label_column)
+    if task != "image-classification":
+        raise ValueError(f"The studies train the small image ResNet; {dataset.column_names} "
+                         f"holds no images (a {task} dataset).")
+    inputs = image_inputs(dataset, column=column, label_column=label_column,
+                          image_size=image_size)
+
+    def transform(batch):
+        rows = [{column: value} for value in batch[column]]
+        out = {k: v for k, v in batch.items() if k != column}
+        out["pixel_values"] = [torch.from_numpy(inputs.pixels(r)) for r in rows]
+        for name, values in out.items():
+            if name != "pixel_values":
+                out[name] = torch.as_tensor(values)
+        return out
+
+    dataset.set_transform(transform)
+    return dataset, inputs.num_channels
+
+
 def load_study_data(dataset: str = "digits", *, seed: int = 0, query_fraction: float = 0.1,
                     max_train: int | None = None, image_size: int = 32) -> StudyData:
     """Load a dataset (as ``cld-hf run`` does) and split a stratified query set off it.
@@ -120,15 +150,17 @@ def load_study_data(dataset: str = "digits", *, seed: int = 0, query_fraction: f
     >>> len(data.train), len(data.query), len(data.test), data.num_labels
     (159, 40, 450, 10)
     """
+    from ...columns import INDEX_COLUMN
     from ...dataset_adapters import stratified_query_split
     from ...identity import add_index_column
     from ...splits import stratified_split_indices
-    from ..data import load_data, to_pixel_values
+    from ..data import load_data
 
     check_float("query_fraction", query_fraction)
     if not 0.0 < query_fraction < 1.0:
         raise ValueError(f"query_fraction == {query_fraction}, must be in (0, 1).")
     train, test, label_column, names = load_data(dataset, seed=seed)
+    train = train.remove_columns(INDEX_COLUMN)  # indexed again below, after the subsample
     labels = _labels(train, label_column)
     num_labels = len(names) if names else int(labels.max()) + 1
     if max_train is not None:
@@ -137,8 +169,8 @@ def load_study_data(dataset: str = "digits", *, seed: int = 0, query_fraction: f
             _, keep = stratified_split_indices(labels, fraction=max_train / len(labels),
                                                seed=seed)
             train = train.select(keep)
-    train, num_channels = to_pixel_values(train, image_size)
-    test, _ = to_pixel_values(test, image_size)
+    train, num_channels = _pixel_values(train, label_column, image_size)
+    test, _ = _pixel_values(test, label_column, image_size)
     if num_channels is None:
         num_channels = int(train.features["pixel_values"].shape[0])
     train = add_index_column(train, name=dataset, split="train", label_column=label_column)
