@@ -199,6 +199,56 @@ def fig_cards(tmp: Path) -> tuple[str, str]:
     return "\n\n".join(parts), shlex.join(cmd[1:]).replace(str(tmp / "cards"), "cards")
 
 
+def fig_lm(tmp: Path) -> tuple[str, str]:
+    out = tmp / "compare_lm"
+    cmd = python("scripts/compare_lm.py", "--seeds", "5", "--threads", "1", "--output_dir", out)
+    run(cmd, timeout=4 * 3600)
+    text = (out / "compare_lm.md").read_text()
+    body = text[text.index("## Test perplexity"):text.index("## Selection cost")]
+    body = body.replace("## ", "#### ")
+    return body.strip(), shlex.join(cmd[1:]).replace(str(out), "compare_lm")
+
+
+def _study(tmp: Path, name: str) -> tuple[str, str]:
+    out = tmp / name
+    cmd = python("-m", "cld_hf.cli", "study", name, "--output-dir", out, "--threads", "1")
+    run(cmd, timeout=4 * 3600)
+    results = json.loads((out / "results.json").read_text())
+    captions = STUDY_CAPTIONS[name]
+    text = "\n\n".join(f"{caption}\n\n{results[key]}" for key, caption in captions.items())
+    text += f"\n\nProxy test accuracy {100 * results['proxy_test_accuracy']:.2f}%."
+    return text, shlex.join(["cld-hf", "study", name])
+
+
+STUDY_CAPTIONS = {
+    "lds": {"table_markdown": "Linear datamodeling score (Spearman, mean over query samples ± "
+                              "bootstrap std over subsets):"},
+    "seed-stability": {"table_markdown": "CLD scores of proxies trained with different seeds:"},
+    "fraction-sweep": {"table_markdown": "Target test accuracy (%), mean ± std over seeds:",
+                       "smallest_markdown": "Smallest fraction within a tolerance of the full "
+                                            "training set's accuracy:"},
+    "brittleness": {"table_markdown": "Query predictions flipped (%) after removing the top-k "
+                                      "training samples and retraining, mean ± std over seeds:",
+                    "test_table_markdown": "Test predictions flipped (%):"},
+}
+
+
+def fig_study_lds(tmp: Path) -> tuple[str, str]:
+    return _study(tmp, "lds")
+
+
+def fig_study_seed_stability(tmp: Path) -> tuple[str, str]:
+    return _study(tmp, "seed-stability")
+
+
+def fig_study_fraction_sweep(tmp: Path) -> tuple[str, str]:
+    return _study(tmp, "fraction-sweep")
+
+
+def fig_study_brittleness(tmp: Path) -> tuple[str, str]:
+    return _study(tmp, "brittleness")
+
+
 FIGURES: dict[str, Callable[[Path], tuple[str, str]]] = {
     "default_run": fig_default_run,
     "noisy_run": fig_noisy_run,
@@ -211,6 +261,11 @@ FIGURES: dict[str, Callable[[Path], tuple[str, str]]] = {
     "recording_overhead": fig_recording_overhead,
     "baselines_scale": fig_baselines_scale,
     "threads": fig_threads,
+    "lm": fig_lm,
+    "study_lds": fig_study_lds,
+    "study_seed_stability": fig_study_seed_stability,
+    "study_fraction_sweep": fig_study_fraction_sweep,
+    "study_brittleness": fig_study_brittleness,
 }
 """Figure name -> function that runs it and returns ``(markdown, command shown)``."""
 
