@@ -315,6 +315,7 @@ def main(argv=None) -> int:
                 start = time.perf_counter()
                 print(f"{name}: running...", flush=True)
                 markdown, command = FIGURES[name](Path(tmp))
+                command = command.replace(f"{tmp}/", "")  # the scratch folder is not the point
                 seconds = time.perf_counter() - start
                 print(f"{name}: {seconds:.0f} s -> {write_figure(name, markdown, command, seconds)}")
     print("README.md updated:", ", ".join(update_readme()) or "nothing")
