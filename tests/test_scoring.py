@@ -689,3 +689,56 @@ def test_labels_already_dense_or_sparse_give_the_same_scores_and_are_not_kept():
     for t in range(train.shape[1]):
         scorer.update(train[:, t], query[:, t])
     np.testing.assert_allclose(scorer.scores(), cld_scores(train, tl, query, ql), atol=1e-6)
+
+
+# ------------------------------------------------------------------ few differences, overflow
+
+
+@pytest.mark.parametrize("snapshots, warned", [(3, True), (5, True), (6, False)])
+def test_few_differences_are_warned_about_in_batch_and_streaming(snapshots, warned, caplog):
+    rng = np.random.default_rng(0)
+    train, query = rng.random((6, snapshots)), rng.random((2, snapshots))
+    labels, qlabels = [0, 0, 0, 1, 1, 1], [0, 1]
+    with caplog.at_level(logging.WARNING, logger="cld_hf"):
+        cld_scores(train, labels, query, qlabels)
+        s = StreamingCLD(labels, qlabels)
+        for t in range(snapshots):
+            s.update(train[:, t], query[:, t])
+        s.scores()
+    messages = [r.getMessage() for r in caplog.records if "loss differences take" in r.getMessage()]
+    assert len(messages) == (2 if warned else 0)
+    if warned:
+        assert messages[0].startswith(f"CLD scores from {snapshots - 1} loss differences")
+
+
+def test_with_only_two_differences_every_score_is_minus_one_zero_or_one():
+    rng = np.random.default_rng(1)
+    scores = cld_scores(rng.random((50, 3)), np.zeros(50, int), rng.random((4, 3)), [0] * 4)
+    assert set(np.round(np.abs(scores), 5).tolist()) <= {0.0, 1.0}
+
+
+def test_huge_finite_losses_score_as_their_rescaled_rows_in_batch():
+    rng = np.random.default_rng(2)
+    train, query = rng.random((40, 9)), rng.random((6, 9))
+    labels, qlabels = rng.integers(0, 2, 40), [0, 0, 0, 1, 1, 1]
+    expected = cld_scores(train, labels, query, qlabels)
+    big = train.copy()
+    big[[3, 17]] *= 1e307  # their differences' squares overflow float64
+    np.testing.assert_allclose(cld_scores(big, labels, query, qlabels), expected, atol=1e-6)
+    np.testing.assert_allclose(cld_scores(train, labels, query * 1e306, qlabels), expected,
+                               atol=1e-6)
+    both = cld_scores(big, labels, query * 1e306, qlabels, normalize="query_spread")
+    np.testing.assert_allclose(
+        both, cld_scores(train, labels, query, qlabels, normalize="query_spread"), atol=1e-6)
+
+
+def test_overflowing_streaming_sums_are_an_error_naming_the_rows():
+    rng = np.random.default_rng(3)
+    train, query = rng.random((30, 6)), rng.random((4, 6))
+    train[[4, 9]] *= 1e300
+    s = StreamingCLD(np.zeros(30, int), [0] * 4)
+    with np.errstate(over="ignore", invalid="ignore"):
+        for t in range(6):
+            s.update(train[:, t], query[:, t])
+    with pytest.raises(ValueError, match=r"training rows \[4, 9\] overflowed .*divide them all"):
+        s.scores()

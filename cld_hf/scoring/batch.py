@@ -32,6 +32,7 @@ from .common import (
     query_spread_weights,
     raise_non_finite_losses,
     snapshot_window,
+    warn_few_differences,
     zero_variance,
 )
 # --------------------------------------------------------------------------------------------
@@ -153,7 +154,9 @@ def cld_scores(
     ------
     ValueError
         On shape mismatches, fewer than 3 snapshots, NaN/inf losses or a class without query
-        samples (unless ``missing_query_class="global"``).
+        samples (unless ``missing_query_class="global"``). Fewer than 5 differences are a
+        logged warning (the scores take few values); finite losses too large for float64
+        squares are rescaled (the scores do not depend on the losses' scale).
     TypeError
         On labels that are not integers.
 
@@ -198,6 +201,7 @@ def cld_scores(
             "query_losses is empty (Q == 0): CLD needs held-out query samples. "
             "Split a stratified query set off the training data first."
         )
+    warn_few_differences(len(columns) - 1)
     chunk_size = check_int("chunk_size", chunk_size, min_val=1)
     window = None  # all columns
     if len(columns) < s:
@@ -211,6 +215,10 @@ def cld_scores(
 
     classes, tcodes, qcodes, needed = encode_labels(tlab, qlab)
     num_classes = len(classes)
+    largest = float(np.abs(q_window).max()) if q_window.size else 0.0
+    if largest > _RESCALE_ABOVE:  # their squares would overflow float64: CLD is scale-free
+        q_arr = q_arr / largest
+        q_window = q_arr if window is None else q_arr[:, window]
     traj, counts, global_traj = class_query_trajectories(q_arr, qcodes, num_classes, columns=window)
     omega = None
     if normalize == "query_spread":
@@ -220,6 +228,11 @@ def cld_scores(
     traj = fill_missing_classes(traj, counts, needed, classes, global_traj, missing_query_class)
     unit = normalise_class_trajectories(traj)  # (C, T): centred, unit norm (0 if flat)
     return _score_rows(train, window, tcodes, unit, omega, chunk_size, progress)
+
+
+_RESCALE_ABOVE = 1e100
+"""Query losses beyond this are divided by their largest value before scoring (the squares of
+their differences would overflow float64); the scores do not change."""
 
 
 def _score_rows(train, window, tcodes, unit, omega, chunk_size, progress) -> np.ndarray:
@@ -378,14 +391,31 @@ class _ExactRows:
             finite = np.isfinite(sumsq)
             if not finite.all():  # NaN/inf losses, or differences beyond 1e154
                 suspect = np.flatnonzero(~finite)
-                bad = suspect[~np.isfinite(np.asarray(x[suspect])).all(axis=1)]
+                lost = ~np.isfinite(np.asarray(x[suspect])).all(axis=1)
+                bad, large = suspect[lost], suspect[~lost]
                 if len(bad):
                     numbers = np.arange(rows.start, rows.stop) if isinstance(rows, slice) else rows
                     self.bad_rows.append(numbers[bad])
+                if len(large):  # finite but huge losses: the same score on the rescaled row
+                    num[large], m2[large], sumsq[large] = self._rescaled(np.asarray(x[large]),
+                                                                         rows, large)
+                    finite[large] = True
             flat = zero_variance(m2, sumsq) | ~finite
             r = num / np.sqrt(np.where(flat, 1.0, m2))
         r[flat] = 0.0
         np.clip(r, -1.0, 1.0, out=r)
         self.out[rows] = r
         return int(np.count_nonzero(m2 > FAST_MIN_CENTRED * sumsq))
+
+    def _rescaled(self, x: np.ndarray, rows, which):
+        """``(num, m2, sumsq)`` of rows ``x`` divided by their largest ``|loss|`` (Pearson's
+        correlation does not change when a row is scaled)."""
+        x = x.astype(np.float64) / np.abs(x).max(axis=1, keepdims=True)
+        d = np.diff(x, axis=1)
+        if self.omega is not None:
+            d *= self.omega
+        sumsq = np.einsum("ij,ij->i", d, d)
+        d -= d.mean(axis=1, keepdims=True)
+        codes = self.tcodes[rows][which]
+        return np.einsum("ij,ij->i", d, self.unit[codes]), np.einsum("ij,ij->i", d, d), sumsq
 

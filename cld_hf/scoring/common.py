@@ -52,6 +52,44 @@ def raise_non_finite_losses(name: str, arr: np.ndarray, bad_rows, snapshot=None)
     raise_non_finite(name, arr, bad_rows, snapshot=snapshot, fix=NON_FINITE_FIX)
 
 
+MIN_USEFUL_DIFFERENCES = 5
+"""Below this many loss differences, CLD scores take few distinct values (2 differences: every
+score is -1, 0 or +1), and :func:`warn_few_differences` says so."""
+
+
+def warn_few_differences(num_differences: int) -> None:
+    """Log a warning when ``num_differences`` < :data:`MIN_USEFUL_DIFFERENCES`.
+
+    Examples
+    --------
+    >>> warn_few_differences(10)  # enough: nothing logged
+    """
+    if num_differences < MIN_USEFUL_DIFFERENCES:
+        logger.warning(
+            "CLD scores from %d loss differences take few distinct values (with 2, every score "
+            "is -1, 0 or +1), so the ranking is mostly ties; record at least %d differences "
+            "(%d snapshots) for a useful ranking.", num_differences, MIN_USEFUL_DIFFERENCES,
+            MIN_USEFUL_DIFFERENCES + 1)
+
+
+def overflow_error(rows, largest: float) -> ValueError:
+    """The error of the streaming scorer when float64 sums of the differences overflow.
+
+    Examples
+    --------
+    >>> str(overflow_error([3], 1e200)).split(";")[0]
+    'The float64 sums of the loss differences of training rows [3] overflowed (|loss| up to 1e+200)'
+    """
+    rows = [int(r) for r in rows]
+    shown = rows[:MAX_NAMED]
+    return ValueError(
+        f"The float64 sums of the loss differences of training rows {shown}"
+        f"{' (first ' + str(MAX_NAMED) + ' of ' + str(len(rows)) + ')' if len(rows) > MAX_NAMED else ''}"
+        f" overflowed (|loss| up to {largest:.3g}); CLD does not depend on the scale of the "
+        f"losses: divide them all by one constant (e.g. their largest value) and score again, or "
+        f"use cld_scores, which rescales such rows itself.")
+
+
 def snapshot_window(num_snapshots: int, *, first: int | None = None, every: int = 1) -> np.ndarray:
     """Indices of the snapshots kept by a truncated-trajectory window.
 

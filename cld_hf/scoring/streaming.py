@@ -6,9 +6,7 @@ import logging
 
 import numpy as np
 
-from .._validation import (
-    check_labels,
-)
+from .._validation import MAX_NAMED, check_labels
 
 logger = logging.getLogger(__name__)
 
@@ -22,8 +20,10 @@ from .common import (
     encode_labels,
     fill_missing_classes,
     query_spread_weights,
+    overflow_error,
     raise_non_finite_losses,
     snapshot_window,
+    warn_few_differences,
     zero_variance,
 )
 # --------------------------------------------------------------------------------------------
@@ -266,8 +266,19 @@ class StreamingCLD:
                 f"every={self.every}). Feed more snapshots with update()."
             )
         k = self.num_used - 1
+        warn_few_differences(k)
+        with np.errstate(over="ignore", invalid="ignore"):  # overflow is an error below
+            return self._scores(k)
+
+    def _scores(self, k: int) -> np.ndarray:
         b, t1, t2 = self._shift_class, self._sum_class, self._sumsq_class
         m2_q = t2 - t1 * t1 / k
+        bad_q = np.flatnonzero(~np.isfinite(m2_q))
+        if len(bad_q):
+            raise ValueError(
+                f"The float64 sums of the query loss differences of class(es) "
+                f"{self.classes[bad_q][:MAX_NAMED].tolist()} overflowed; CLD does not depend "
+                f"on the scale of the losses: divide all losses by one constant and score again.")
         flat_q = zero_variance(m2_q, t2 + b * (2.0 * t1 + k * b))
         m2_q[flat_q] = 1.0
         mean_q = t1 / k
@@ -280,6 +291,11 @@ class StreamingCLD:
             m2_d = s2 - s1 * s1 / k
             flat = zero_variance(m2_d, s2 + a * (2.0 * s1 + k * a)) | flat_q[codes]
             r = (co - s1 * mean_q[codes]) / np.sqrt(np.where(flat, 1.0, m2_d * m2_q[codes]))
+            lost = ~np.isfinite(r)
+            if lost.any():  # the losses were checked finite: the float64 sums overflowed
+                where = np.flatnonzero(lost)
+                raise overflow_error(start + where,
+                                     float(np.abs(self._prev_train[rows][where]).max()))
             r[flat] = 0.0
             np.clip(r, -1.0, 1.0, out=r)
             out[rows] = r
