@@ -7,6 +7,8 @@ import sys
 from pathlib import Path
 
 import numpy as np
+import pytest
+import torch
 from datasets import load_from_disk
 
 from cld_hf import LossTrajectories, cld_scores, select_top_per_class
@@ -62,3 +64,39 @@ def test_train_proxy_refuses_too_few_snapshots(tmp_path):
                            "--output_dir", str(tmp_path / "x"), "--cpu"], capture_output=True, text=True)
     assert proc.returncode == 1 and "CLD needs at least 3" in proc.stderr
     assert not (tmp_path / "x").exists()
+
+
+def test_bench_callback_gpu_preset_runs_on_cpu_with_allow_cpu(tmp_path):
+    """The gpu preset's code path (synthetic CIFAR-shaped data, ResNet-18, warm-up, workers, bf16,
+    the timing pair around CLDCallback) on CPU with a tiny N; no timing is asserted."""
+    out_json, out_md = tmp_path / "gpu.json", tmp_path / "gpu.md"
+    env = dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1", OMP_NUM_THREADS="1")
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPTS / "bench_callback.py"), "--preset", "gpu", "--allow-cpu",
+         "--num-train", "256", "--num-query", "40", "--size", "16", "--epochs", "2",
+         "--repeats", "1", "--batch-size", "64", "--eval-batch-size", "128", "--num-workers", "1",
+         "--threads", "1", "--warmup-steps", "1", "--bf16", "--json", str(out_json),
+         "--markdown", str(out_md)],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(out_json.read_text())
+    assert (result["preset"], result["N"], result["Q"], result["bf16"]) == ("gpu", 256, 40, True)
+    assert result["parameters"] == 11_181_642 and result["device"] == "CPU"
+    assert result["recording_samples"] == {"sweep": 296, "train_pass": 40}
+    assert all(len(result["epoch_times_s"][m]) == 2 for m in ("plain", "sweep", "train_pass"))
+    assert all(len(result["recording_times_s"][m]) == 2 for m in ("sweep", "train_pass"))
+    for key in ("recording_samples_per_s", "initial_snapshot_samples_per_s"):
+        assert all(v > 0 for v in result[key].values())
+    assert all(v > 0 for v in result["train_samples_per_s"].values())
+    assert "ResNet-18" in proc.stdout and "samples/s" in proc.stdout
+    assert "| `CLDCallback(mode=\"sweep\")` |" in out_md.read_text()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a CUDA device is available")
+def test_bench_callback_gpu_preset_needs_cuda(tmp_path):
+    proc = subprocess.run([sys.executable, str(SCRIPTS / "bench_callback.py"), "--preset", "gpu"],
+                          capture_output=True, text=True, cwd=tmp_path, timeout=120)
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [
+        "bench_callback.py: error: --preset gpu needs a CUDA device, and "
+        "torch.cuda.is_available() is False here; run the cpu preset (the default)."]
