@@ -1,8 +1,11 @@
 """Per-sample losses and the signals the baselines read, from a model's outputs.
 
 One loss per sample, never a batch mean: cross entropy for classification (label smoothing
-ignored), the mean token loss of each sequence for causal and masked language models (ignoring
-``-100``), or a user's ``per_sample_loss(outputs, batch) -> Tensor[B]``. The training-dynamics
+ignored), the mean loss of the trained tokens of each sequence for language models (ignoring
+``-100``: the next-token predictions of a causal LM, the target tokens of a seq2seq model, the
+labelled positions of a masked LM; padding-free batches split by ``position_ids``), or a user's
+``per_sample_loss(outputs, batch) -> Tensor[B]``. :class:`PerSampleLoss` resolves the token
+loss from what the model computes and checks it against the model's own loss. The training-dynamics
 signals (:func:`classification_signals`) come from the same logits, and the penultimate features
 (``embeddings``) from a forward pre-hook on the classifier head (:class:`FeatureCatcher`).
 """
@@ -23,7 +26,12 @@ __all__ = [
     "LABELS_COPY_KEY",
     "per_sample_cross_entropy",
     "per_sequence_token_loss",
+    "sequence_means",
+    "fused_per_sequence_loss",
     "default_per_sample_loss",
+    "PerSampleLoss",
+    "base_model_of",
+    "model_loss_kind",
     "find_logits",
     "find_labels",
     "is_causal_lm",
@@ -34,7 +42,7 @@ __all__ = [
     "batch_size_of",
 ]
 
-LossType = Literal["auto", "classification", "causal_lm", "token"]
+LossType = Literal["auto", "classification", "causal_lm", "seq2seq", "token"]
 
 LABEL_KEYS = ("labels", "label", "label_ids")
 """Where the labels are looked for in a batch, in order."""
@@ -95,13 +103,33 @@ def per_sample_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torc
 
 
 def per_sequence_token_loss(
-    logits: torch.Tensor, labels: torch.Tensor, *, shift: bool = False, ignore_index: int = -100
-) -> torch.Tensor:
+    logits: torch.Tensor, labels: torch.Tensor, *, shift: bool = False, ignore_index: int = -100,
+    position_ids: torch.Tensor | None = None, num_sequences: int | None = None,
+    return_counts: bool = False,
+):
     """Mean token cross entropy of each sequence, ignoring ``ignore_index`` labels, in float32.
 
     ``shift=True`` predicts token ``t + 1`` from position ``t`` (causal language models, whose
-    ``labels`` are the inputs); ``shift=False`` compares position by position (masked LM, token
-    classification). A sequence without any target token gets ``nan`` (the recorder reports it).
+    ``labels`` are the inputs); ``shift=False`` compares position by position (seq2seq targets,
+    masked LM, token classification). A sequence without any target token gets ``nan`` (the
+    recorder reports it).
+
+    Padding-free batches (TRL's ``padding_free=True``, packed rows) hold ``num_sequences``
+    sequences flattened into one row of shape ``(1, L)``: pass ``position_ids`` (a sequence
+    starts where its position is 0) and ``num_sequences``, and each sequence gets its own mean
+    (tokens after the last sequence, e.g. ``pad_to_multiple_of`` padding, must be ignored ones).
+
+    Parameters
+    ----------
+    logits : (B, L, V) tensor
+    labels : (B, L) tensor of token ids, ``ignore_index`` where no loss is taken
+    shift : bool, default False
+    ignore_index : int, default -100
+    position_ids : (1, L) tensor, optional
+    num_sequences : int, optional
+        Sequences in the batch (default: ``B``).
+    return_counts : bool, default False
+        Also return the number of target tokens of each sequence.
 
     Examples
     --------
@@ -110,6 +138,14 @@ def per_sequence_token_loss(
     1.3863
     >>> per_sequence_token_loss(logits, torch.tensor([[-100, -100, -100]])).isnan().item()
     True
+
+    Two sequences of lengths 2 and 1 flattened into one row:
+
+    >>> loss, count = per_sequence_token_loss(
+    ...     logits, torch.tensor([[1, 2, 3]]), position_ids=torch.tensor([[0, 1, 0]]),
+    ...     num_sequences=2, return_counts=True)
+    >>> loss.shape, count.tolist()
+    (torch.Size([2]), [2, 1])
     """
     if logits.ndim != 3:
         raise ValueError(
@@ -131,9 +167,64 @@ def per_sequence_token_loss(
         logits.reshape(b * length, v).float(), labels.reshape(-1), reduction="none",
         ignore_index=ignore_index,
     ).reshape(b, length)
-    count = (labels != ignore_index).sum(dim=1)
-    total = token.sum(dim=1)
-    return torch.where(count > 0, total / count.clamp(min=1), torch.full_like(total, math.nan))
+    return sequence_means(token, labels != ignore_index, shifted=shift, position_ids=position_ids,
+                          num_sequences=num_sequences, return_counts=return_counts)
+
+
+def sequence_means(token_loss: torch.Tensor, mask: torch.Tensor, *, shifted: bool = False,
+                   position_ids: torch.Tensor | None = None, num_sequences: int | None = None,
+                   return_counts: bool = False):
+    """Mean of ``token_loss`` over the ``mask`` tokens of each sequence (``nan`` for none).
+
+    ``token_loss`` and ``mask`` have shape ``(B, L)``, one row per sequence, or ``(1, L)`` for
+    ``num_sequences`` sequences flattened into one row, split where ``position_ids`` is 0
+    (``shifted=True``: column ``t`` scores the token at position ``t + 1``, as the next-token
+    losses of a causal language model do).
+
+    Examples
+    --------
+    >>> token = torch.tensor([[1.0, 3.0, 5.0, 7.0]])
+    >>> mask = torch.tensor([[True, True, False, True]])
+    >>> sequence_means(token, mask).tolist()
+    [3.6666667461395264]
+    >>> sequence_means(token, mask, position_ids=torch.tensor([[0, 1, 0, 1]]),
+    ...                num_sequences=2).tolist()
+    [2.0, 7.0]
+    """
+    token_loss = token_loss.float() * mask
+    rows = token_loss.shape[0]
+    n = rows if num_sequences is None else int(num_sequences)
+    if n == rows:
+        total, count = token_loss.sum(dim=1), mask.sum(dim=1)
+    else:
+        if rows != 1 or position_ids is None:
+            raise ValueError(
+                f"The batch holds {n} samples but its outputs have {rows} row(s) and no "
+                f"position_ids to split them: a padding-free (flattened) batch needs the "
+                f"position_ids of its tokens (each sequence starts at position 0). Keep "
+                f"position_ids in the batch, or use a padding collator."
+            )
+        positions = position_ids.reshape(-1).to(token_loss.device)
+        segment = torch.cumsum((positions == 0).long(), dim=0) - 1
+        if shifted:
+            segment = segment[1:]
+        segment = segment[: token_loss.shape[1]].clamp(min=0)
+        found = int(segment.max()) + 1 if segment.numel() else 0
+        size = max(found, n)
+        total = torch.zeros(size, dtype=token_loss.dtype, device=token_loss.device)
+        count = torch.zeros(size, dtype=torch.long, device=token_loss.device)
+        total.index_add_(0, segment, token_loss[0])
+        count.index_add_(0, segment, mask[0].long())
+        if found < n or bool(count[n:].any()):
+            raise ValueError(
+                f"The padding-free batch holds {n} samples, but its position_ids start "
+                f"{found} sequences with target tokens {count.tolist()[:10]}: each sample must be "
+                f"one sequence starting at position 0 (packed rows of several documents cannot "
+                f"be split into samples; record on unpacked documents, packing=False)."
+            )
+        total, count = total[:n], count[:n]
+    mean = torch.where(count > 0, total / count.clamp(min=1), torch.full_like(total, math.nan))
+    return (mean, count) if return_counts else mean
 
 
 def find_logits(outputs):
@@ -182,37 +273,107 @@ def find_labels(batch):
     )
 
 
+def base_model_of(model):
+    """The model that computes the outputs: inside DDP, FSDP, ``torch.compile`` and PEFT
+    wrappers (``PeftModel.get_base_model()``), for reading its structure, never for running it.
+
+    Examples
+    --------
+    >>> net = torch.nn.Linear(2, 2)
+    >>> base_model_of(torch.nn.DataParallel(net)) is net
+    True
+    """
+    seen = set()
+    while model is not None and id(model) not in seen:
+        seen.add(id(model))
+        if isinstance(model, (torch.nn.parallel.DistributedDataParallel, torch.nn.DataParallel)):
+            model = model.module
+        elif hasattr(model, "_orig_mod"):  # torch.compile
+            model = model._orig_mod
+        elif callable(getattr(model, "get_base_model", None)) and hasattr(model, "peft_config"):
+            model = model.get_base_model()
+        elif type(model).__name__ in ("FullyShardedDataParallel", "FSDPModule") and hasattr(
+                model, "module"):
+            model = model.module
+        else:
+            break
+    return model
+
+
+def model_loss_kind(model) -> str | None:
+    """What the model's structure says its token loss is: ``"seq2seq"`` (an encoder-decoder:
+    targets without shift), ``"causal_lm"`` (a model that generates left to right), ``"token"``
+    (other transformers models: masked LM, token classification), from the base model under
+    PEFT and other wrappers; for a plain ``torch.nn.Module``, ``"causal_lm"`` when its class is
+    named ``*ForCausalLM`` / ``*LMHeadModel``, else None.
+
+    Used only when the model returned no ``loss`` to compare with (see
+    :class:`PerSampleLoss`).
+
+    Examples
+    --------
+    >>> from transformers import GPT2Config, GPT2LMHeadModel
+    >>> config = GPT2Config(n_layer=1, n_embd=8, n_head=2, vocab_size=10, bos_token_id=0,
+    ...                     eos_token_id=0)
+    >>> model_loss_kind(GPT2LMHeadModel(config))
+    'causal_lm'
+    >>> model_loss_kind(torch.nn.Linear(2, 2)) is None
+    True
+    """
+    base = base_model_of(model)
+    if base is None:
+        return None
+    config = getattr(base, "config", None)
+    if config is not None and hasattr(config, "is_encoder_decoder"):
+        if config.is_encoder_decoder:
+            return "seq2seq"
+        can_generate = getattr(base, "can_generate", None)
+        if callable(can_generate):
+            return "causal_lm" if can_generate() else "token"
+    name = type(base).__name__
+    if name.endswith("ForCausalLM") or name.endswith("LMHeadModel"):
+        return "causal_lm"
+    return None
+
+
 def is_causal_lm(model) -> bool:
-    """Whether ``model`` is a causal language model (a ``*ForCausalLM`` / ``*LMHeadModel``).
+    """Whether ``model`` (or the base model under PEFT and other wrappers) is a causal language
+    model, by :func:`model_loss_kind`.
 
     Examples
     --------
     >>> is_causal_lm(torch.nn.Linear(2, 2))
     False
     """
-    if model is None:
-        return False
-    name = type(model).__name__
-    return name.endswith("ForCausalLM") or name.endswith("LMHeadModel")
+    return model is not None and model_loss_kind(model) == "causal_lm"
 
 
-def default_per_sample_loss(outputs, batch, *, loss_type: LossType = "auto", model=None):
+def _shift_for(loss_type: str) -> bool:
+    return loss_type == "causal_lm"
+
+
+def default_per_sample_loss(outputs, batch, *, loss_type: LossType = "auto", model=None,
+                            num_samples: int | None = None):
     """One loss per sample from a model's ``logits`` and the batch's labels.
 
     Parameters
     ----------
     outputs : Mapping or ModelOutput
-        What the model returned; must hold ``logits``.
+        What the model returned; must hold ``logits`` (or, from TRL's fused LM head,
+        ``log_probs`` and ``label_mask``).
     batch : Mapping
         The collated batch; labels are found as ``labels``, ``label`` or ``label_ids``.
-    loss_type : {"auto", "classification", "causal_lm", "token"}, default "auto"
+    loss_type : {"auto", "classification", "causal_lm", "seq2seq", "token"}, default "auto"
         ``"classification"``: cross entropy of ``(B, C)`` logits. ``"causal_lm"``: mean loss of
-        the next-token predictions of each sequence. ``"token"``: mean loss over the labelled
-        positions (masked LM, token classification). ``"auto"`` picks classification for 2-D
-        logits and, for 3-D logits, causal LM when ``model`` is a ``*ForCausalLM`` /
-        ``*LMHeadModel``, else token.
+        the next-token predictions of each sequence. ``"seq2seq"`` / ``"token"``: mean loss over
+        the labelled positions, no shift (decoder targets; masked LM, token classification).
+        ``"auto"``: classification for 2-D logits; for 3-D logits :func:`model_loss_kind` of
+        ``model`` (:class:`PerSampleLoss` also checks against the model's own loss).
     model : torch.nn.Module, optional
-        Only used by ``"auto"`` to recognise a causal language model.
+        Only used by ``"auto"``.
+    num_samples : int, optional
+        Samples in the batch when its rows are flattened (padding-free): split by
+        ``position_ids``.
 
     Returns
     -------
@@ -227,21 +388,197 @@ def default_per_sample_loss(outputs, batch, *, loss_type: LossType = "auto", mod
     """
     if loss_type not in LOSS_TYPES:
         raise ValueError(f"loss_type == {loss_type!r}, must be one of {list(LOSS_TYPES)}.")
+    position_ids = batch.get("position_ids") if isinstance(batch, Mapping) else None
+    if _is_fused_output(outputs):
+        return fused_per_sequence_loss(outputs, position_ids=position_ids,
+                                       num_sequences=num_samples)
     logits = find_logits(outputs)
     labels = find_labels(batch)
     if loss_type == "auto":
-        if logits.ndim == 2:
-            loss_type = "classification"
-        elif logits.ndim == 3:
-            loss_type = "causal_lm" if is_causal_lm(model) else "token"
-        else:
-            raise ValueError(
-                f"Cannot infer the loss from logits of shape {tuple(logits.shape)}: pass "
-                f"loss_type= or per_sample_loss=fn(outputs, batch) -> Tensor[B]."
-            )
+        loss_type = _structural_loss_type(logits, model)
     if loss_type == "classification":
         return per_sample_cross_entropy(logits, labels)
-    return per_sequence_token_loss(logits, labels, shift=loss_type == "causal_lm")
+    return per_sequence_token_loss(logits, labels, shift=_shift_for(loss_type),
+                                   position_ids=position_ids, num_sequences=num_samples)
+
+
+def _structural_loss_type(logits, model) -> str:
+    if logits.ndim == 2:
+        return "classification"
+    if logits.ndim == 3:
+        return model_loss_kind(model) or "token"
+    raise ValueError(
+        f"Cannot infer the loss from logits of shape {tuple(logits.shape)}: pass "
+        f"loss_type= or per_sample_loss=fn(outputs, batch) -> Tensor[B]."
+    )
+
+
+def _is_fused_output(outputs) -> bool:
+    get = outputs.get if isinstance(outputs, Mapping) else lambda k: getattr(outputs, k, None)
+    return (isinstance(get("log_probs"), torch.Tensor) and isinstance(get("label_mask"),
+                                                                      torch.Tensor)
+            and get("logits") is None)
+
+
+def fused_per_sequence_loss(outputs, *, position_ids=None, num_sequences=None) -> torch.Tensor:
+    """Per-sequence mean loss from the per-token ``log_probs`` and ``label_mask`` of TRL's fused
+    LM head (``model(..., fused_lm_head=True)``, what ``SFTTrainer`` trains with): already the
+    next-token log-probabilities of the trained tokens, so nothing is recomputed.
+
+    Examples
+    --------
+    >>> out = {"log_probs": torch.tensor([[-1.0, -3.0, 0.0]]),
+    ...        "label_mask": torch.tensor([[True, True, False]])}
+    >>> fused_per_sequence_loss(out).tolist()
+    [2.0]
+    """
+    get = outputs.get if isinstance(outputs, Mapping) else lambda k: getattr(outputs, k)
+    return sequence_means(-get("log_probs").detach(), get("label_mask"), shifted=True,
+                          position_ids=position_ids, num_sequences=num_sequences)
+
+
+class PerSampleLoss:
+    """The recorder's per-sample loss: the user's ``fn(outputs, batch)``, or
+    :func:`default_per_sample_loss` with the token loss resolved from what the model computes.
+
+    With ``loss_type="auto"`` and 3-D logits, the shift is the one whose token-weighted batch
+    mean reproduces the model's own ``outputs.loss`` (next-token for causal language models,
+    none for seq2seq targets); the first batch decides and every later batch is checked, so a
+    per-sample loss that does not match the loss the model trains with is an error, never a
+    silent score. Without ``outputs.loss`` the structure decides (:func:`model_loss_kind`). An
+    explicit ``loss_type`` is trusted and not checked.
+
+    Parameters
+    ----------
+    fn : callable, optional
+        ``fn(outputs, batch) -> Tensor[B]``; when given, used as is.
+    loss_type : str, default "auto"
+    label_column : str, optional
+        A class column also offered to the loss as ``labels``.
+    classless : bool, default False
+        The grouping is label-free because no class column was found: 2-D (classification)
+        logits are then an error naming ``label_column=`` and ``label_free=True``.
+
+    Examples
+    --------
+    >>> loss = PerSampleLoss()
+    >>> logits = torch.zeros(1, 3, 4); logits[0, 0, 2] = 5.0   # position 0 predicts token 2
+    >>> batch = {"labels": torch.tensor([[2, 2, 3]])}
+    >>> own = torch.nn.functional.cross_entropy(logits[0, :-1], batch["labels"][0, 1:])
+    >>> round(loss({"logits": logits, "loss": own}, batch).item(), 4) == round(own.item(), 4)
+    True
+    >>> loss.resolved
+    'causal_lm'
+    """
+
+    def __init__(self, fn=None, *, loss_type: str = "auto", label_column: str | None = None,
+                 classless: bool = False):
+        if loss_type not in LOSS_TYPES:
+            raise ValueError(f"loss_type == {loss_type!r}, must be one of {list(LOSS_TYPES)}.")
+        self.fn = fn
+        self.loss_type = loss_type
+        self.label_column = label_column
+        self.classless = classless
+        self.resolved: str | None = None if loss_type == "auto" else loss_type
+
+    def __call__(self, outputs, batch, model=None) -> torch.Tensor:
+        size = batch_size_of(batch)
+        if self.fn is not None:
+            losses = self.fn(outputs, batch)
+        else:
+            losses = self._default(outputs, self.with_labels(batch), model, size)
+        if not isinstance(losses, torch.Tensor):
+            losses = torch.as_tensor(losses)
+        if losses.ndim != 1 or (size is not None and losses.shape[0] != size):
+            raise ValueError(
+                f"per_sample_loss returned shape {tuple(losses.shape)} for a batch of {size} "
+                f"samples: return one loss per sample (reduction='none'), shape (B,)."
+            )
+        return losses.detach().float()
+
+    def with_labels(self, batch):
+        """The batch with a custom label column also under ``labels``."""
+        col = self.label_column
+        if (col and isinstance(batch, Mapping) and col in batch
+                and not any(k in batch for k in (LABELS_COPY_KEY, *LABEL_KEYS))):
+            batch = {**batch, "labels": batch[col]}
+        return batch
+
+    def _default(self, outputs, batch, model, size):
+        if _is_fused_output(outputs):
+            return default_per_sample_loss(outputs, batch, model=model, num_samples=size)
+        logits = find_logits(outputs)
+        if logits.ndim == 2 and self.classless and self.loss_type in ("auto", "classification"):
+            raise ValueError(
+                "The model returns classification logits of shape "
+                f"{tuple(logits.shape)}, but the training set has no class column, so the "
+                "recording went label-free. Name the class column: label_column='<column with "
+                "the class ids>' (Algorithm 1, per class), or pass label_free=True to score all "
+                "samples against one query trajectory on purpose."
+            )
+        if self.loss_type != "auto" or logits.ndim != 3:
+            return default_per_sample_loss(outputs, batch, loss_type=self.loss_type, model=model,
+                                           num_samples=size)
+        labels = find_labels(batch)
+        position_ids = batch.get("position_ids") if isinstance(batch, Mapping) else None
+
+        def run(kind):
+            return per_sequence_token_loss(logits, labels, shift=_shift_for(kind),
+                                           position_ids=position_ids, num_sequences=size,
+                                           return_counts=True)
+
+        own = _own_loss(outputs)
+        if self.resolved is None and own is None:
+            self.resolved = _structural_loss_type(logits, model)
+        if self.resolved is not None:
+            result = run(self.resolved)
+            if own is not None and not _close(_weighted_mean(*result), own):
+                self._mismatch(own, {self.resolved: _weighted_mean(*result)}, model)
+            return result[0]
+        # First batch: the shift that reproduces the model's own loss.
+        structural = _structural_loss_type(logits, model)
+        no_shift = structural if structural in ("seq2seq", "token") else "seq2seq"
+        results = {"causal_lm": run("causal_lm"), no_shift: run(no_shift)}
+        means = {kind: _weighted_mean(*value) for kind, value in results.items()}
+        matching = [kind for kind, mean in means.items() if _close(mean, own)]
+        if not matching:
+            self._mismatch(own, means, model)
+        self.resolved = structural if len(matching) > 1 and structural in matching else matching[0]
+        return results[self.resolved][0]
+
+    @staticmethod
+    def _mismatch(own: float, means: dict, model) -> None:
+        got = ", ".join(f"{_describe(kind)} {mean:.4f}" for kind, mean in means.items())
+        raise ValueError(
+            f"The model's own loss of this batch is {own:.4f}, but the per-sample token losses "
+            f"average to {got} ({type(base_model_of(model)).__name__}): the recorded losses "
+            f"would not be the loss the model trains with. Pass loss_type= ('causal_lm', "
+            f"'seq2seq' or 'token') if the model adds other terms to its loss (e.g. a router "
+            f"loss), or per_sample_loss=fn(outputs, batch) -> Tensor[B]."
+        )
+
+
+def _own_loss(outputs) -> float | None:
+    loss = outputs.get("loss") if isinstance(outputs, Mapping) else getattr(outputs, "loss", None)
+    if isinstance(loss, torch.Tensor) and loss.numel() == 1 and torch.isfinite(loss).all():
+        return float(loss.detach().float())
+    return None
+
+
+def _weighted_mean(mean: torch.Tensor, count: torch.Tensor) -> float:
+    keep = count > 0
+    if not bool(keep.any()):
+        return math.nan
+    return float((mean[keep].double() * count[keep]).sum() / count[keep].sum())
+
+
+def _close(a: float, b: float) -> bool:
+    return math.isfinite(a) and abs(a - b) <= 1e-4 + 1e-3 * abs(b)
+
+
+def _describe(kind: str) -> str:
+    return {"causal_lm": "next-token (causal_lm)", "seq2seq": "position-wise (seq2seq/token)",
+            "token": "position-wise (token)"}.get(kind, kind)
 
 
 def classification_signals(logits: torch.Tensor, labels: torch.Tensor, names) -> dict:

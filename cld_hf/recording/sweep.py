@@ -6,6 +6,12 @@ and iterating the sweep's ``DataLoader`` draws from torch's global RNG, which wo
 change the dropout masks and shuffles of the training that follows. Recording therefore never
 changes the training it observes. Losses stay on the device until the end of the sweep (one
 transfer, not one per batch); ``pin_memory`` and non-blocking copies are used only on a GPU.
+
+A transformers model is run with ``use_cache=False`` (as the Trainer's training step does): a
+key/value cache is of no use to a loss, and with one transformers does not build the
+block-diagonal attention of padding-free (flattened) batches, so documents would attend to each
+other. Every process runs the same number of batches (the shards are padded), so a sharded
+model (FSDP), whose forward is collective, runs the sweep like any other.
 """
 
 from __future__ import annotations
@@ -17,7 +23,14 @@ import numpy as np
 import torch
 
 from .indexing import INDEX_KEY, IndexCollator, IndexedDataset, forward_parameters
-from .losses import FeatureCatcher, classification_signals, find_labels, find_logits, unwrap_model
+from .losses import (
+    FeatureCatcher,
+    base_model_of,
+    classification_signals,
+    find_labels,
+    find_logits,
+    unwrap_model,
+)
 
 __all__ = ["sweep_losses", "sweep_dataset", "preserved_rng"]
 
@@ -135,6 +148,7 @@ def sweep_losses(model, dataset, shard: list[int], real: int, *,
         num_workers=num_workers, pin_memory=on_gpu,
     )
     accepted = forward_parameters(net)  # None: forward takes **kwargs, pass the whole batch
+    no_cache = _takes_use_cache(net, accepted)
     signals = list(signals)
     batch_signals = [n for n in signals if n != "embeddings"]
     was_training = net.training
@@ -150,10 +164,13 @@ def sweep_losses(model, dataset, shard: list[int], real: int, *,
                 batch = _to_device(batch, device, non_blocking=on_gpu)
                 inputs = batch if accepted is None else {
                     k: v for k, v in batch.items() if k in accepted}
+                if no_cache:
+                    inputs = {**inputs, "use_cache": False}
                 with autocast() if callable(autocast) else contextlib.nullcontext():
                     outputs = net(**inputs)
                 out_index.append(index)
-                out_loss.append(per_sample_loss(outputs, batch, net))
+                # The index tells the loss how many samples a flattened (padding-free) batch holds.
+                out_loss.append(per_sample_loss(outputs, {**batch, INDEX_KEY: index}, net))
                 if signals:
                     logits = find_logits(outputs)
                     values = classification_signals(logits, find_labels(with_labels(batch)),
@@ -173,6 +190,13 @@ def sweep_losses(model, dataset, shard: list[int], real: int, *,
     idx[real:] = -1  # the repeated items that evened out the shards
     extras = {name: torch.cat(parts).cpu().numpy() for name, parts in out_signals.items()}
     return idx, loss, extras
+
+
+def _takes_use_cache(net, accepted) -> bool:
+    config = getattr(base_model_of(net), "config", None)
+    if getattr(config, "use_cache", None) is None:
+        return False
+    return accepted is None or "use_cache" in accepted
 
 
 def _to_device(batch, device, *, non_blocking: bool):
