@@ -275,24 +275,6 @@ class LossRecorder(TrainPassMixin, CheckpointMixin):
             logger.info("Resuming the loss recording in %s at %d snapshot(s).", self.output_dir,
                         len(self._snapshots))
 
-    def _check_store(self, store: LossTrajectories) -> None:
-        if (store.num_train, store.num_query) != (self.num_train, self.num_query) or not (
-            np.array_equal(store.train_labels, self.train_labels)
-            and np.array_equal(store.query_labels, self.query_labels)
-        ):
-            raise ValueError(
-                f"The store in {str(self.output_dir)!r} was recorded for N={store.num_train} "
-                f"training and Q={store.num_query} query samples (or other labels); this recorder "
-                f"has N={self.num_train}, Q={self.num_query}. Ensure the same datasets are used "
-                f"to resume, or pass if_exists='overwrite' to start over."
-            )
-        if store.streaming != self.streaming:
-            raise ValueError(
-                f"The recording in {str(self.output_dir)!r} was made with streaming="
-                f"{store.streaming}, this recorder has streaming={self.streaming}: use the same "
-                f"setting to resume, or pass if_exists='overwrite'."
-            )
-
     def read_store(self) -> LossTrajectories:
         """The store, with the snapshots the main process wrote so far (on every process)."""
         if not self.is_main_process:
