@@ -61,6 +61,15 @@ def docstring_corpus(n_train: int = 40, n_query: int = 16, *, max_chars: int = 1
     return make(train), make(query)
 
 
+def tokenized_corpus(n_train: int, n_query: int, *, max_length: int = 40):
+    """:func:`docstring_corpus` tokenised for a causal LM: ``input_ids``, ``attention_mask``,
+    ``source``."""
+    tok = bpe_tokenizer()
+    return tuple(d.map(lambda b: tok(b["text"], truncation=True, max_length=max_length),
+                       batched=True, remove_columns=["text"])
+                 for d in docstring_corpus(n_train=n_train, n_query=n_query))
+
+
 @functools.lru_cache(maxsize=None)
 def bpe_tokenizer(vocab_size: int = 300):
     """A byte-level BPE tokenizer trained on the corpus in a second (``<pad>``, ``<eos>``,

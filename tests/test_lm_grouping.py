@@ -10,7 +10,7 @@ import pytest
 import torch
 from datasets import Dataset
 
-from lm_helpers import bpe_tokenizer, docstring_corpus, tiny_gpt2
+from lm_helpers import bpe_tokenizer, tiny_gpt2, tokenized_corpus
 
 from cld_hf import LossRecorder, RecorderConfig, class_budgets, select_coreset
 from cld_hf.recording.indexing import GROUP_COLUMN, resolve_groups
@@ -59,10 +59,7 @@ def test_one_grouping_option_at_a_time():
 
 @pytest.fixture(scope="module")
 def tokenized():
-    tok = bpe_tokenizer()
-    train, query = docstring_corpus(n_train=24, n_query=16)
-    return tuple(d.map(lambda b: tok(b["text"], truncation=True, max_length=32), batched=True,
-                       remove_columns=["text"]) for d in (train, query))
+    return tokenized_corpus(24, 16, max_length=32)
 
 
 def _recorder(tmp_path, tokenized, **options):

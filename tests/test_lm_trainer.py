@@ -18,6 +18,7 @@ from lm_helpers import (
     docstring_corpus,
     tiny_gpt2,
     tiny_t5,
+    tokenized_corpus,
     weights_callback,
 )
 
@@ -40,13 +41,7 @@ def _args(tmp_path, cls=None, **options):
 @pytest.fixture(scope="module")
 def causal_corpus():
     """Tokenised docstrings (``input_ids``, ``attention_mask``, ``source``)."""
-    tok = bpe_tokenizer()
-    train, query = docstring_corpus(n_train=40, n_query=16)
-
-    def tokenize(batch):
-        return tok(batch["text"], truncation=True, max_length=48)
-
-    return tuple(d.map(tokenize, batched=True, remove_columns=["text"]) for d in (train, query))
+    return tokenized_corpus(40, 16, max_length=48)
 
 
 def _causal_docs(dataset):

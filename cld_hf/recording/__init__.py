@@ -4,7 +4,7 @@
 - :mod:`.losses`: per-sample losses and the baselines' signals from a model's outputs;
 - :mod:`.indexing`: :class:`IndexedDataset`, :class:`IndexCollator`: the sample index travels;
 - :mod:`.gather`: sharding, gathering, :func:`place_by_index` (NumPy);
-- :mod:`.sweep`: one eval-mode sweep (inference mode, its own RNG);
+- :mod:`.sweep`: one eval-mode sweep (no autograd, its own RNG);
 - :mod:`.train_pass`: losses fed from the training forward passes;
 - :mod:`.recorder`: :class:`LossRecorder`, which uses all of the above and the store.
 """

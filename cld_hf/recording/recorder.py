@@ -31,7 +31,8 @@ from ..identity import recording_identity
 from ..scoring import StreamingCLD
 from ..trajectories import LossTrajectories
 from .config import SNAPSHOT_SIGNALS, RecorderConfig, make_config
-from .gather import any_process, gather_arrays, place_by_index, shard_indices
+from .gather import (any_process, check_process_group, gather_arrays, place_by_index,
+                     shard_indices)
 from .indexing import add_group_column, model_input_columns, resolve_groups
 from .losses import LABEL_KEYS, PerSampleLoss, unwrap_model
 from .sweep import sweep_dataset, sweep_losses
@@ -145,6 +146,7 @@ class LossRecorder(TrainPassMixin, CheckpointMixin):
             )
         self.accelerator = accelerator
         self.state = PartialState()
+        check_process_group(self.state)
         self.train_dataset = train_dataset
         self.query_dataset = query_dataset
         self.eval_transform = eval_transform

@@ -1,6 +1,8 @@
 """One eval-mode sweep of a dataset: this process's ``(index, loss, signals)`` for its shard.
 
-The sweep runs under ``torch.inference_mode`` (no autograd state is kept) and under a forked
+The sweep runs under ``torch.no_grad`` (no autograd state is kept; not ``torch.inference_mode``,
+whose tensors a sharded model would keep: FSDP's unsharded parameters made in an inference-mode
+forward cannot be updated by the training step that follows) and under a forked
 random-number generator (``torch.random.fork_rng``, CPU and the current CUDA device): building
 and iterating the sweep's ``DataLoader`` draws from torch's global RNG, which would otherwise
 change the dropout masks and shuffles of the training that follows. Recording therefore never
@@ -157,7 +159,7 @@ def sweep_losses(model, dataset, shard: list[int], real: int, *,
     catcher = FeatureCatcher(net, feature_module) if "embeddings" in signals else None
     bar = tqdm(total=len(loader), desc=desc, unit="batch", leave=False, disable=not progress)
     try:
-        with preserved_rng(device), torch.inference_mode():
+        with preserved_rng(device), torch.no_grad():
             net.eval()
             for batch in loader:
                 index = batch.pop(INDEX_KEY)
