@@ -13,7 +13,8 @@ spread (min-max). An epoch is timed from ``on_epoch_begin`` to the end of ``on_e
 snapshot before training is reported apart. The load average of the machine is printed before
 and after every round.
 
-    python scripts/bench_sft.py                    # ~3 minutes on 2 busy CPU cores
+    python scripts/bench_sft.py                    # ~9 minutes on 2 busy CPU cores
+    python scripts/bench_sft.py --configs plain sweep train_pass   # ~3 minutes, no packing
     python scripts/bench_sft.py --epochs 1 --repeats 1 --docs 40 --json out.json
 
 Recording cost in the paper's terms (Appendix E.4): per recorded epoch ``Q`` forwards for the
@@ -237,12 +238,25 @@ def main(argv=None) -> int:
         print(f"{name:<30}{statistics.median(paired[c]):>13.3f}{spread:>18}"
               f"{median_epoch[c]:>17.3f}{floor:>7.3f}")
     initial = {c: statistics.median(r["initial_s"] for r in runs[c]) for c in configs}
-    print("snapshot 0 before training (s): " + ", ".join(
+    print("snapshot 0 before training (s; a sweep of N + Q documents): " + ", ".join(
         f"{c} {initial[c]:.3f}" for c in configs if CONFIGS[c][0]))
+    # The snapshot before training is one sweep of N + Q documents, timed without a training
+    # epoch around it: less noisy on a shared machine than the epoch ratios.
+    estimate = {}
+    for c in configs:
+        mode, packed = CONFIGS[c]
+        if mode is None:
+            continue
+        share = 1.0 if mode == "sweep" else q / (n + q)
+        estimate[c] = initial[c] * share / median_epoch[baseline(c)]
+        print(f"from that sweep: {c} adds ~{initial[c] * share:.3f} s per recorded epoch, "
+              f"{estimate[c]:.1%} of a plain{' packed' if packed else ''} epoch"
+              f"{' (the query sweep; plus the loss hook)' if mode == 'train_pass' else ''}")
     results = {"date": time.strftime("%Y-%m-%d %H:%M %Z"), "N": n, "Q": q,
                "loads": loads, "minutes": minutes, "median_epoch_s": median_epoch,
                "ratio_paired": {c: statistics.median(paired[c]) for c in configs},
                "ratio_paired_rounds": paired, "floor": floors, "initial_snapshot_s": initial,
+               "overhead_from_initial_sweep": estimate,
                "epoch_times_s": {c: [t for run in runs[c] for t in run["epochs"]]
                                  for c in configs}}
     if args.json:

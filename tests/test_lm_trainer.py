@@ -145,3 +145,24 @@ def test_seq2seq_trainer_records_the_mean_target_token_loss(tmp_path, seq2seq_co
     docs = [{"input_ids": r["input_ids"], "attention_mask": r["attention_mask"],
              "labels": r["labels"]} for r in train]
     assert_recorded_losses_are_the_models_own(cld.store, model, docs, weights.weights)
+
+
+def test_train_pass_of_a_causal_lm_with_gradient_accumulation(tmp_path, causal_corpus):
+    """The training step passes num_items_in_batch (label tokens of the whole accumulated step),
+    so the model's loss is a sum over those: the check against it rescales. With a zero learning
+    rate every training-pass snapshot is the initial loss of each document."""
+    from transformers import DataCollatorForLanguageModeling, Trainer
+
+    train, query = causal_corpus
+    model = tiny_gpt2(len(bpe_tokenizer()))
+    weights = weights_callback()
+    trainer = Trainer(model=model, args=_args(tmp_path, gradient_accumulation_steps=2,
+                                              learning_rate=0.0),
+                      train_dataset=train, callbacks=[weights],
+                      data_collator=DataCollatorForLanguageModeling(bpe_tokenizer(), mlm=False))
+    cld = CLDCallback(query, trainer=trainer, mode="train_pass", progress=False)
+    trainer.add_callback(cld)
+    trainer.train()
+    assert cld.recorder.loss_type == "causal_lm"
+    assert_recorded_losses_are_the_models_own(cld.store, model, _causal_docs(train),
+                                              weights.weights[:1] * 4)

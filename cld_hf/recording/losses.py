@@ -528,18 +528,26 @@ class PerSampleLoss:
                                            return_counts=True)
 
         own = _own_loss(outputs)
+        # A Trainer step passes num_items_in_batch (the label tokens of every micro-batch of the
+        # optimisation step, on every process): the model's loss is then its sum over that.
+        scale = batch.get("num_items_in_batch") if isinstance(batch, Mapping) else None
+        scale = float(scale) if isinstance(scale, (int, float, torch.Tensor)) else None
+
+        def batch_loss(result):
+            return _weighted_mean(*result, denominator=scale)
+
         if self.resolved is None and own is None:
             self.resolved = _structural_loss_type(logits, model)
         if self.resolved is not None:
             result = run(self.resolved)
-            if own is not None and not _close(_weighted_mean(*result), own):
-                self._mismatch(own, {self.resolved: _weighted_mean(*result)}, model)
+            if own is not None and not _close(batch_loss(result), own):
+                self._mismatch(own, {self.resolved: batch_loss(result)}, model)
             return result[0]
         # First batch: the shift that reproduces the model's own loss.
         structural = _structural_loss_type(logits, model)
         no_shift = structural if structural in ("seq2seq", "token") else "seq2seq"
         results = {"causal_lm": run("causal_lm"), no_shift: run(no_shift)}
-        means = {kind: _weighted_mean(*value) for kind, value in results.items()}
+        means = {kind: batch_loss(value) for kind, value in results.items()}
         matching = [kind for kind, mean in means.items() if _close(mean, own)]
         if not matching:
             self._mismatch(own, means, model)
@@ -565,11 +573,12 @@ def _own_loss(outputs) -> float | None:
     return None
 
 
-def _weighted_mean(mean: torch.Tensor, count: torch.Tensor) -> float:
+def _weighted_mean(mean: torch.Tensor, count: torch.Tensor, denominator=None) -> float:
     keep = count > 0
     if not bool(keep.any()):
         return math.nan
-    return float((mean[keep].double() * count[keep]).sum() / count[keep].sum())
+    total = (mean[keep].double() * count[keep]).sum()
+    return float(total / (count[keep].sum() if denominator is None else denominator))
 
 
 def _close(a: float, b: float) -> bool:
