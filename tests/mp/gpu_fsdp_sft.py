@@ -64,8 +64,8 @@ def main(argv=None) -> int:
             else:
                 state = {k: v.detach().cpu().clone()
                          for k, v in self.trainer.model.state_dict().items()}
-            if self.trainer.accelerator.is_main_process:
-                self.weights.append(state)
+            if self.trainer.accelerator.is_main_process:  # copies: not the live parameters
+                self.weights.append({k: v.detach().cpu().clone() for k, v in state.items()})
 
         def on_train_begin(self, *a, **k):
             self._keep()
@@ -94,7 +94,11 @@ def main(argv=None) -> int:
         recorded = cld.store.train_losses()
         worst = 0.0
         for snapshot, state in enumerate(weights.weights):
-            model.load_state_dict(state, strict=False)
+            state = {k.removeprefix("module."): v for k, v in state.items()}
+            missing, unexpected = model.load_state_dict(state, strict=False)
+            if unexpected or set(missing) - {"lm_head.weight"}:
+                raise RuntimeError(f"weights do not fit: missing {missing}, unexpected "
+                                   f"{unexpected[:5]}")
             model.tie_weights()
             worst = max(worst, float(np.abs(recorded[:, snapshot]
                                             - per_document_losses(model, docs)).max()))
