@@ -224,6 +224,13 @@ class CLDCallback(TrainerCallback):
                 f"{type(query_dataset).__name__}. For other datasets, use LossRecorder with "
                 f"train_labels= and query_labels= in a custom loop."
             )
+        if is_packed(query_dataset):
+            raise ValueError(
+                "query_dataset holds packs of several documents (a 'seq_lengths' column: TRL "
+                "packing), so its rows are not query samples. Pass the query documents raw with "
+                "the trainer, CLDCallback(query_docs, trainer=trainer): they are prepared "
+                "without packing."
+            )
         self._documents = None  # SFTTrainer: the prepared training documents (sweeps)
         self._raw_documents = None  # ... and as given (the default scored dataset)
         if is_sft_trainer(trainer):
@@ -286,10 +293,12 @@ class CLDCallback(TrainerCallback):
         """Fail before training: labels readable and in the model's range, every training class
         (or group) has query samples."""
         from .recording.indexing import check_class_ids
+        from .recording.losses import model_loss_kind
 
         grouping, labels, self.query_labels = self._groups(train_dataset, self.query_dataset)
         num_labels = getattr(getattr(model, "config", None), "num_labels", None)
-        if grouping.kind == "class" and isinstance(num_labels, int) and (
+        generates = model_loss_kind(model) in ("causal_lm", "seq2seq")  # a language model
+        if grouping.kind == "class" and isinstance(num_labels, int) and not generates and (
                 self.config.loss_type in ("auto", "classification")):
             check_class_ids(labels, "train_dataset labels", num_labels)
             check_class_ids(self.query_labels, "query_dataset labels", num_labels)

@@ -207,7 +207,7 @@ def test_train_pass_takes_the_trainers_own_token_losses(tmp_path, corpus):
 
 def test_a_constant_label_column_is_a_class_and_token_labels_never_are(tmp_path, corpus):
     """Regression: with a constant 'label' column, SFT's token 'labels' were taken as classes."""
-    train, query = (d.add_column("label", [0] * len(d)) for d in corpus)
+    train, query = (d.add_column("label", [7] * len(d)) for d in corpus)  # 7 > num_labels
     trainer = _sft(tmp_path, corpus, train=train)
     cld, _ = _record(trainer, query)
     assert cld.recorder.grouping.kind == "class" and cld.recorder.grouping.column == "label"
@@ -234,7 +234,9 @@ def test_packed_rows_without_the_documents_name_the_fix(tmp_path, corpus):
     trainer = _sft(tmp_path, corpus, packing=True)
     with pytest.raises(ValueError, match=r"packs of several documents.*train_dataset=train_docs"):
         CLDCallback(query, trainer=trainer)
-    trainer.add_callback(CLDCallback(trainer.train_dataset.select(range(3)), progress=False))
+    with pytest.raises(ValueError, match=r"query_dataset holds packs"):
+        CLDCallback(trainer.train_dataset, progress=False)
+    trainer.add_callback(CLDCallback(query, progress=False))
     with pytest.raises(ValueError, match=r"packs of several documents.*packing=False"):
         trainer.train()  # without the trainer: refused before any sweep
 
