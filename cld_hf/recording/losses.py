@@ -163,10 +163,13 @@ def per_sequence_token_loss(
             f"{tuple(logits.shape)}: pass one label per token (-100 for tokens to ignore)."
         )
     b, length, v = logits.shape
-    token = F.cross_entropy(
-        logits.reshape(b * length, v).float(), labels.reshape(-1), reduction="none",
-        ignore_index=ignore_index,
-    ).reshape(b, length)
+    # In row chunks of at most ~64M logits: the float32 copy of a language model's (B, L, V)
+    # logits would otherwise double the sweep's memory.
+    rows = max(1, (1 << 26) // max(1, length * v))
+    token = torch.cat([F.cross_entropy(
+        logits[i:i + rows].reshape(-1, v).float(), labels[i:i + rows].reshape(-1),
+        reduction="none", ignore_index=ignore_index).reshape(-1, length)
+        for i in range(0, b, rows)]) if b else logits.new_zeros(0, length, dtype=torch.float32)
     return sequence_means(token, labels != ignore_index, shifted=shift, position_ids=position_ids,
                           num_sequences=num_sequences, return_counts=return_counts)
 
