@@ -79,6 +79,8 @@ def check_sft_recording(args, *, mode: str, documents_given: bool) -> None:
       epoch) or use ``mode="sweep"``.
     - ``mode="sweep"`` with packing or ``shuffle_dataset=True`` needs the documents
       (``CLDCallback(query, trainer=trainer, train_dataset=train_docs)``).
+    - ``packing=True`` with ``truncation_mode="keep_end"``: packing keeps the start of a long
+      document, the recording's unpacked documents would keep its end; use ``"keep_start"``.
     - ``packing_strategy="bfd_split"`` (a warning): a document longer than ``max_length`` is
       recorded by its first ``max_length`` tokens, the document as prepared without packing.
 
@@ -100,6 +102,13 @@ def check_sft_recording(args, *, mode: str, documents_given: bool) -> None:
             "SFTConfig(packing=True, packing_strategy='wrapped') cuts documents anywhere and fills "
             "each row with pieces of several, so there is no per-document loss to record. Use "
             "packing_strategy='bfd' (TRL's default: documents stay whole) or packing=False."
+        )
+    if packing and getattr(args, "truncation_mode", "keep_start") == "keep_end":
+        raise ValueError(
+            "SFTConfig(packing=True, truncation_mode='keep_end'): TRL's packing keeps the start of "
+            "a document longer than max_length (truncation_mode applies only without packing), "
+            "so the documents prepared for the recording would end differently from those the "
+            "trainer trains on. Use truncation_mode='keep_start' (the default) or packing=False."
         )
     if packing and strategy == "bfd_split":
         logger.warning(

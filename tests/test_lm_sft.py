@@ -245,6 +245,7 @@ def test_packed_rows_without_the_documents_name_the_fix(tmp_path, corpus):
     ({"packing": True}, {"mode": "train_pass"}, r"mode='sweep' \(the default.*packing=False"),
     ({"packing": True, "packing_strategy": "wrapped"}, {}, r"packing_strategy='bfd'"),
     ({"shuffle_dataset": True}, {"mode": "train_pass"}, "shuffle_dataset=False"),
+    ({"packing": True, "truncation_mode": "keep_end"}, {}, "truncation_mode='keep_start'"),
 ])
 def test_settings_that_lose_the_documents_are_refused_at_construction(tmp_path, corpus, config,
                                                                       options, match):
