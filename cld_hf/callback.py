@@ -12,6 +12,11 @@ must carry the sample index: pass the Trainer, ``trainer.add_callback(CLDCallbac
 trainer=trainer, mode="train_pass"))``, and the callback prepares it (see the class docstring
 for exactly what it changes).
 
+Language models (TRL's ``SFTTrainer``, ``Seq2SeqTrainer``, a causal LM with ``Trainer``, PEFT):
+see "For language models" in the class docstring. ``SFTTrainer`` prepares its training set
+itself, so the callback takes the trainer (``CLDCallback(raw_query, trainer=trainer)``) and
+prepares the query set through it (:mod:`cld_hf.trl`).
+
 Resuming
 --------
 Each snapshot is stored with the global step at which it was recorded. Snapshots of epoch ``e``
@@ -34,41 +39,22 @@ import numpy as np
 from transformers import TrainerCallback
 
 from .recording.config import RecorderConfig, make_config
-from .recording.indexing import INDEX_KEY, IndexCollator, IndexedDataset, dataset_labels
+from .recording.indexing import (
+    INDEX_KEY,
+    Grouping,
+    IndexCollator,
+    IndexedDataset,
+    add_group_column,
+    has_class_column,
+    resolve_groups,
+)
 from .recording.recorder import LossRecorder
-from .scoring import StreamingCLD, class_score_summary
+from .scoring import StreamingCLD, class_score_summary, format_score_summary
+from .trl import check_sft_recording, is_packed, is_sft_trainer, sft_documents
 
 logger = logging.getLogger(__name__)
 
 __all__ = ["CLDCallback", "format_score_summary"]
-
-
-def format_score_summary(summary: dict, class_names=None, *, max_rows: int = 20) -> str:
-    """A compact per-class table of :func:`~cld_hf.scoring.class_score_summary` (class names when
-    given; the classes with the lowest and highest mean when there are more than ``max_rows``).
-
-    Examples
-    --------
-    >>> print(format_score_summary({0: {"count": 2, "mean": 0.5, "std": 0.1, "min": 0.4,
-    ...                                 "max": 0.6}}, ["cat"]))
-    class      count    mean     std     min     max
-    cat            2  0.5000  0.1000  0.4000  0.6000
-    """
-    items = list(summary.items())
-    if len(items) > max_rows:
-        by_mean = sorted(items, key=lambda kv: kv[1]["mean"])
-        half = max_rows // 2
-        items = by_mean[:half] + [None] + by_mean[-half:]
-    lines = [f"{'class':<10} {'count':>5} {'mean':>7} {'std':>7} {'min':>7} {'max':>7}"]
-    for item in items:
-        if item is None:
-            lines.append(f"{'...':<10} ({len(summary) - 2 * (max_rows // 2)} more classes)")
-            continue
-        c, s = item
-        name = str(class_names[c]) if class_names is not None and 0 <= c < len(class_names) else str(c)
-        lines.append(f"{name[:10]:<10} {s['count']:>5} {s['mean']:>7.4f} {s['std']:>7.4f} "
-                     f"{s['min']:>7.4f} {s['max']:>7.4f}")
-    return "\n".join(lines)
 
 
 class CLDCallback(TrainerCallback):
@@ -78,16 +64,27 @@ class CLDCallback(TrainerCallback):
     ----------
     query_dataset : datasets.Dataset
         The held-out query set (e.g. from :func:`~cld_hf.dataset_adapters.stratified_query_split`),
-        in the same format as the training set (same columns, same collator).
+        in the same format as the training set (same columns, same collator). With TRL's
+        ``SFTTrainer`` and ``trainer=``, in the same *raw* form as the ``train_dataset`` given to
+        the trainer (text, messages, prompt/completion): the callback prepares it as the
+        trainer prepares its training set.
     config : RecorderConfig, optional
         The recording options (:class:`~cld_hf.recording.config.RecorderConfig`); keyword
-        ``**options`` (``mode="train_pass"``, ``every_n_epochs=2``, ``signals=[...]``, ...)
-        override its fields. ``sweep_batch_size`` defaults to ``per_device_eval_batch_size``,
-        ``sweep_num_workers`` to ``dataloader_num_workers``.
+        ``**options`` (``mode="train_pass"``, ``every_n_epochs=2``, ``group_column="source"``,
+        ``label_free=True``, ...) override its fields. ``sweep_batch_size`` defaults to
+        ``per_device_eval_batch_size``, ``sweep_num_workers`` to ``dataloader_num_workers``.
     output_dir : str or os.PathLike, optional
         Where the recording goes; ``<TrainingArguments.output_dir>/cld`` by default.
     trainer : transformers.Trainer, optional
-        Needed for ``mode="train_pass"`` only (below).
+        Needed for ``mode="train_pass"`` (below) and for TRL's ``SFTTrainer``, which prepares its
+        datasets itself: ``trainer.add_callback(CLDCallback(raw_query, trainer=trainer))``, as
+        TRL's own callbacks take the trainer. Otherwise optional: it lets the callback read a
+        ``group_column`` the Trainer's ``remove_unused_columns`` dropped from the training rows.
+    train_dataset : datasets.Dataset, optional
+        ``SFTTrainer`` only: the documents to score, the ``train_dataset`` given to the trainer,
+        raw. Required when the trainer's training rows are not its documents (``packing=True``:
+        packs of several; ``shuffle_dataset=True``: reordered); they are prepared as the trainer
+        prepares them, without packing, and training is unchanged.
     per_sample_loss : callable, optional
         ``fn(outputs, batch) -> Tensor[B]`` for tasks other than classification and language
         modelling.
@@ -109,6 +106,43 @@ class CLDCallback(TrainerCallback):
     columns, ``trainer.args.remove_unused_columns`` is set to ``False`` (that collator removes
     them instead, after any transform), and two forward hooks on the model take the index out
     of each training batch and feed the recorder.
+
+    For language models
+    -------------------
+    A language-model corpus has no classes. Without a class column (a scalar integer ``labels``
+    or ``label``; a token-level ``labels`` column is never taken for one), CLD is label-free:
+    every document is scored against the mean loss differences of *all* query documents, and
+    ``select_coreset`` keeps one budget. ``group_column="source"`` (a task, source or domain
+    column of both sets) scores per group instead, with one query trajectory and one budget per
+    group, the analogue of Algorithm 1's classes; the paper's guarantees speak of that
+    per-class form, label-free is its one-class case. The scored dataset then carries
+    ``cld_group`` (the group of each row), so ``select_coreset(scored, fraction=0.2,
+    label_column="cld_group")`` applies the same grouping.
+
+    The loss of a document is the mean loss over the tokens the trainer itself trains on
+    (``labels != -100``): for a causal LM the next-token predictions (completion-only and
+    assistant-only masks included), for a seq2seq model (T5, BART) the target tokens, with the
+    shift that reproduces the model's own ``loss`` (checked on every batch, also under PEFT).
+    Padding-free batches are split by ``position_ids``. With ``SFTTrainer(packing=True)`` the
+    sweeps run on the unpacked documents, one loss per original document (the loss it has in
+    its pack: TRL's packing keeps documents apart); ``mode="train_pass"`` needs
+    ``packing=False``. Under FSDP every process runs the same sweep batches on its shard.
+
+    With TRL's ``SFTTrainer``, pass the raw query set and the trainer::
+
+        from trl import SFTConfig, SFTTrainer
+
+        trainer = SFTTrainer(model=model, args=SFTConfig("out", num_train_epochs=3,
+                                                         packing=True),
+                             train_dataset=train_docs, processing_class=tokenizer)
+        cld = CLDCallback(query_docs, trainer=trainer, train_dataset=train_docs)
+        trainer.add_callback(cld)
+        trainer.train()
+        scored = cld.scored_dataset()              # train_docs + cld_score, loss_trajectory,
+                                                   # cld_group
+        coreset = select_coreset(scored, fraction=0.2, label_column="cld_group")
+
+    (``train_dataset=`` is needed with ``packing=True`` or ``shuffle_dataset=True`` only.)
 
     Examples
     --------
@@ -135,7 +169,7 @@ class CLDCallback(TrainerCallback):
     """
 
     def __init__(self, query_dataset, config: RecorderConfig | None = None, *, output_dir=None,
-                 trainer=None,
+                 trainer=None, train_dataset=None,
                  per_sample_loss: Callable | None = None, eval_transform: Callable | None = None,
                  **options):
         # User-provided options
@@ -158,11 +192,41 @@ class CLDCallback(TrainerCallback):
                 f"{type(query_dataset).__name__}. For other datasets, use LossRecorder with "
                 f"train_labels= and query_labels= in a custom loop."
             )
+        if is_packed(query_dataset):
+            raise ValueError(
+                "query_dataset holds packs of several documents (a 'seq_lengths' column: TRL "
+                "packing), so its rows are not query samples. Pass the query documents raw with "
+                "the trainer, CLDCallback(query_docs, trainer=trainer): they are prepared "
+                "without packing."
+            )
+        self._documents = None  # SFTTrainer: the prepared training documents (sweeps)
+        self._raw_documents = None  # ... and as given (the default scored dataset)
+        if is_sft_trainer(trainer):
+            check_sft_recording(trainer.args, mode=self.config.mode,
+                                documents_given=train_dataset is not None)
+            query_dataset = sft_documents(trainer, query_dataset, name="cld_query",
+                                          missing="drop")
+            if train_dataset is not None:
+                self._documents = sft_documents(trainer, train_dataset, name="cld_train")
+                self._raw_documents = train_dataset
+        elif train_dataset is not None:
+            raise ValueError(
+                f"train_dataset= gives the documents of a TRL SFTTrainer run whose training rows "
+                f"are not documents (packing), but trainer is "
+                f"{type(trainer).__name__ if trainer is not None else None}. With a "
+                f"transformers Trainer the callback records the trainer's own train_dataset: "
+                f"drop train_dataset=."
+            )
         self.query_dataset = query_dataset
         self.output_dir = None if output_dir is None else os.fspath(output_dir)
         self.per_sample_loss = per_sample_loss
         self.eval_transform = eval_transform
-        self.query_labels = dataset_labels(query_dataset, self.config.label_column, None, "query")
+        # The query set alone, to fail now on a missing class or group column (without a class
+        # column and options, whether it is label-free depends on the training rows: later).
+        c = self.config
+        self.query_labels = None
+        if c.label_free or c.group_column or c.label_column or has_class_column(query_dataset):
+            self.query_labels = self._groups(query_dataset, query_dataset)[2]
 
         # Internal state
         self._trainer = trainer
@@ -181,17 +245,29 @@ class CLDCallback(TrainerCallback):
                     "mode='train_pass')). mode='sweep' (the default) needs no Trainer."
                 )
             self._wire_train_pass(trainer)
-        elif trainer is not None and getattr(trainer, "train_dataset", None) is not None:
+        elif self._documents is not None:
+            self._check_labels(self._documents, trainer.model)
+        elif trainer is not None and getattr(trainer, "train_dataset", None) is not None and (
+                not is_packed(trainer.train_dataset)):
             self._check_labels(trainer.train_dataset, trainer.model)
+
+    def _groups(self, train_dataset, query_dataset):
+        """``(grouping, train_ids, query_ids)`` under the configured grouping."""
+        c = self.config
+        return resolve_groups(train_dataset, query_dataset, label_column=c.label_column,
+                              group_column=c.group_column, label_free=c.label_free)
 
     def _check_labels(self, train_dataset, model=None) -> np.ndarray:
         """Fail before training: labels readable and in the model's range, every training class
-        has query samples."""
+        (or group) has query samples."""
         from .recording.indexing import check_class_ids
+        from .recording.losses import model_loss_kind
 
-        labels = dataset_labels(train_dataset, self.config.label_column, None, "train")
+        grouping, labels, self.query_labels = self._groups(train_dataset, self.query_dataset)
         num_labels = getattr(getattr(model, "config", None), "num_labels", None)
-        if isinstance(num_labels, int) and self.config.loss_type in ("auto", "classification"):
+        generates = model_loss_kind(model) in ("causal_lm", "seq2seq")  # a language model
+        if grouping.kind == "class" and isinstance(num_labels, int) and not generates and (
+                self.config.loss_type in ("auto", "classification")):
             check_class_ids(labels, "train_dataset labels", num_labels)
             check_class_ids(self.query_labels, "query_dataset labels", num_labels)
         StreamingCLD(labels, self.query_labels,
@@ -233,33 +309,76 @@ class CLDCallback(TrainerCallback):
         trainer.args.remove_unused_columns = False
 
     # ------------------------------------------------------------------ events
+    def _training_rows(self, args, train_dataloader):
+        """The training set the sweeps record (sweep mode), checked against the query set."""
+        if self._documents is not None:
+            return self._documents
+        train = getattr(train_dataloader, "dataset", None)
+        if train is None:
+            raise ValueError(
+                "CLDCallback needs the Trainer's training data loader to record losses; the "
+                "Trainer has none. Pass Trainer(..., train_dataset=train_ds)."
+            )
+        if not hasattr(train, "__len__"):
+            raise TypeError(
+                f"The training set is a {type(train).__name__} without a length: the "
+                f"recorder needs a map-style dataset (a datasets.Dataset, not an "
+                f"IterableDataset) so that every sample has an index."
+            )
+        if is_packed(train):
+            raise ValueError(
+                "The training rows are packs of several documents (a 'seq_lengths' column: TRL's "
+                "SFTConfig(packing=True)), so a loss per row is not a loss per document. Give the "
+                "callback the trainer and the documents: trainer.add_callback(CLDCallback("
+                "query_docs, trainer=trainer, train_dataset=train_docs)), or train with "
+                "packing=False."
+            )
+        full = getattr(self._trainer, "train_dataset", None)
+        if is_sft_trainer(self._trainer) and full is not None and len(full) == len(train) and (
+                not is_packed(full)):
+            train = full  # the same prepared rows, with the columns of the documents (text, ...)
+        columns = list(getattr(train, "column_names", None) or ())
+        needed = [c for c in (self.config.label_column, self.config.group_column) if c]
+        missing = [c for c in needed if columns and c not in columns]
+        if missing and full is not None and len(full) == len(train) and all(
+                c in (getattr(full, "column_names", None) or ()) for c in missing):
+            train = full  # the Trainer's own train_dataset still has the column
+        elif missing:
+            option = "label_column" if missing[0] == self.config.label_column else "group_column"
+            other = (" or name the class column 'labels' or 'label', or pass "
+                     "TrainingArguments(remove_unused_columns=False)" if option == "label_column"
+                     else "")
+            raise ValueError(
+                f"{option} {missing[0]!r} is not in the training set the Trainer feeds the model "
+                f"(columns {columns}): the Trainer removed it (remove_unused_columns=True drops "
+                f"columns the model's forward does not take). Pass the trainer so the callback "
+                f"reads it from trainer.train_dataset: trainer.add_callback(CLDCallback(query, "
+                f"trainer=trainer, {option}={missing[0]!r})){other}."
+            )
+        query_columns = set(self.query_dataset.column_names)
+        lacking = [c for c in ("input_ids", "decoder_input_ids", "pixel_values")
+                   if c in columns and c not in query_columns]
+        if lacking:
+            sft = "SFTConfig" in type(args).__name__
+            raise ValueError(
+                f"The training rows the trainer feeds the model have {lacking}, the query set "
+                f"does not (its columns: {sorted(query_columns)}): "
+                + ("TRL's SFTTrainer prepares its train_dataset itself (tokenisation, EOS, "
+                   "completion masks). Pass the trainer so the callback prepares the raw query "
+                   "set the same way: trainer = SFTTrainer(...); trainer.add_callback("
+                   "CLDCallback(query_docs, trainer=trainer))." if sft else
+                   "give the query set in the same format as the training set (the same "
+                   "tokenisation or transform).")
+            )
+        return train
+
     def on_train_begin(self, args, state, control, model=None, train_dataloader=None, **kwargs):
         if self.config.mode == "train_pass":
             train = self._train_dataset
             remove_unused = self._remove_unused_columns
         else:
-            train = getattr(train_dataloader, "dataset", None)
+            train = self._training_rows(args, train_dataloader)
             remove_unused = args.remove_unused_columns
-            if train is None:
-                raise ValueError(
-                    "CLDCallback needs the Trainer's training data loader to record losses; the "
-                    "Trainer has none. Pass Trainer(..., train_dataset=train_ds)."
-                )
-            if not hasattr(train, "__len__"):
-                raise TypeError(
-                    f"The training set is a {type(train).__name__} without a length: the "
-                    f"recorder needs a map-style dataset (a datasets.Dataset, not an "
-                    f"IterableDataset) so that every sample has an index."
-                )
-            if self.config.label_column and self.config.label_column not in getattr(
-                    train, "column_names", [self.config.label_column]):
-                raise ValueError(
-                    f"label_column {self.config.label_column!r} is not in the training set the "
-                    f"Trainer feeds the model (columns {train.column_names}): the Trainer removed "
-                    f"it (remove_unused_columns=True drops columns the model's forward does not "
-                    f"take). Name the class column 'labels' or 'label', or pass "
-                    f"TrainingArguments(remove_unused_columns=False)."
-                )
         self._check_labels(train, model)
         fresh = state.global_step == 0
         output_dir = self.output_dir or os.path.join(args.output_dir, "cld")
@@ -363,14 +482,20 @@ class CLDCallback(TrainerCallback):
         recorder.save_scores(self._scores)
         self.summary = class_score_summary(self._scores, recorder.train_labels)
         if self.config.log_summary and recorder.is_main_process:
-            logger.info("CLD scores of %d training samples (%d snapshots), per class:\n%s",
-                        len(self._scores), recorder.num_snapshots,
-                        format_score_summary(self.summary, self._class_names(recorder)))
+            grouping = recorder.grouping
+            logger.info("CLD scores of %d training samples (%d snapshots), %s:\n%s",
+                        len(self._scores), recorder.num_snapshots, grouping.describe(),
+                        format_score_summary(self.summary, self._class_names(recorder),
+                                             header="class" if grouping.kind == "class"
+                                             else "group"))
 
     @staticmethod
     def _class_names(recorder):
+        grouping: Grouping = recorder.grouping
+        if grouping.kind != "class":
+            return [str(n) for n in grouping.names]
         features = getattr(recorder.train_dataset, "features", None) or {}
-        for key in (recorder.config.label_column, "labels", "label"):
+        for key in (grouping.column, "labels", "label"):
             if key and key in features and hasattr(features[key], "names"):
                 return features[key].names
         return None
@@ -402,15 +527,18 @@ class CLDCallback(TrainerCallback):
         return self._scores
 
     def scored_dataset(self, dataset=None, *, include_trajectory: bool | None = None):
-        """The training dataset + ``cld_score`` (float32) + ``loss_trajectory``.
+        """The training dataset + ``cld_score`` (float32) + ``loss_trajectory`` (+ ``cld_group``
+        when the grouping is label-free or a ``group_column``:
+        :data:`~cld_hf.recording.indexing.GROUP_COLUMN`).
 
         Parameters
         ----------
         dataset : datasets.Dataset, optional
             The dataset given to the Trainer as ``train_dataset``, with all its columns. By
             default, the training set as the Trainer fed it to the model, which lacks the
-            columns ``remove_unused_columns`` dropped; pass ``dataset`` to keep them (its rows
-            and labels are checked against the recording).
+            columns ``remove_unused_columns`` dropped (with ``SFTTrainer`` and
+            ``train_dataset=``, those documents as given); pass ``dataset`` to keep them (its
+            rows and groups are checked against the recording).
         include_trajectory : bool, optional
             Default: when the trajectory is stored (not streaming).
 
@@ -423,7 +551,9 @@ class CLDCallback(TrainerCallback):
         from .columns import INDEX_COLUMN
 
         recorder = self.recorder
-        if dataset is None:
+        if dataset is None and self._raw_documents is not None:
+            dataset = self._raw_documents
+        elif dataset is None:
             dataset = recorder.train_dataset
             columns = getattr(dataset, "column_names", [])
             if INDEX_COLUMN in self.query_dataset.column_names and INDEX_COLUMN not in columns:
@@ -435,20 +565,24 @@ class CLDCallback(TrainerCallback):
                     f"cld.scored_dataset(train_ds)."
                 )
         else:
-            labels = dataset_labels(dataset, self.config.label_column, None, "train")
+            labels = recorder.grouping.ids(dataset, "train")
             if len(labels) != recorder.num_train or not np.array_equal(labels,
                                                                       recorder.train_labels):
+                sft = (" (SFTTrainer drops documents left without a trained token by truncation;"
+                       " pass train_dataset= to the callback to have them named)"
+                       if is_sft_trainer(self._trainer) or self._documents is not None else "")
                 raise ValueError(
                     f"dataset has {len(labels)} rows (or other labels) but the recording holds "
                     f"{recorder.num_train} training samples: pass the train_dataset given to the "
-                    f"Trainer, unchanged (same rows, same order)."
+                    f"Trainer, unchanged (same rows, same order){sft}."
                 )
         if include_trajectory is None:
             include_trajectory = not self.config.streaming
         from .dataset_adapters import scored_dataset
 
         trajectory = recorder.read_store().train_losses() if include_trajectory else None
-        return scored_dataset(dataset, self.scores(), trajectory=trajectory)
+        scored = scored_dataset(dataset, self.scores(), trajectory=trajectory)
+        return add_group_column(scored, recorder.grouping, recorder.train_labels)
 
     def __repr__(self) -> str:
         c = self.config

@@ -97,6 +97,8 @@ def select_coreset(
     seed: int = 0,
     query_losses=None,
     embeddings=None,
+    group_column: str | None = None,
+    label_free: bool = False,
     **strategy_options,
 ):
     """The class-balanced coreset of a scored ``datasets.Dataset``, through ``Dataset.select``.
@@ -115,7 +117,13 @@ def select_coreset(
         See :func:`~cld_hf.selection.class_budgets`.
     score_column : str, default "cld_score"
     label_column : str, optional
-        Found as ``labels``, then ``label``, when not given.
+        The class column. When not given: ``cld_group`` when the dataset has it (the grouping of
+        a label-free or grouped recording, :mod:`cld_hf.groups`), else the first scalar one of
+        ``labels``, ``label`` (a token-level ``labels`` column is never a class).
+    group_column : str, optional
+        Budgets per value of this column (a task, source or domain; any scalars) instead.
+    label_free : bool, default False
+        One budget for all rows.
     strategy : str, default "top"
         How each class's ``k_c`` samples are chosen (:data:`cld_hf.strategies.STRATEGIES`):
         ``"top"`` is Algorithm 1 (the highest scores); ``"noise_adaptive"`` and ``"coverage"``
@@ -142,9 +150,8 @@ def select_coreset(
     from .selection import class_budgets
     from .strategies import select_with_strategy
 
-    label_column = find_label_column(dataset.column_names, label_column)
+    label_column, labels = _selection_groups(dataset, label_column, group_column, label_free)
     scores = column_values(dataset, score_column)
-    labels = column_values(dataset, label_column)
     budgets = class_budgets(labels, fraction=fraction, size=size, balance=balance)
     indices = select_with_strategy(scores, labels, budgets=budgets, strategy=strategy, seed=seed,
                                    query_losses=query_losses, embeddings=embeddings,
@@ -152,6 +159,23 @@ def select_coreset(
     if index_identity(dataset) is None:
         dataset = add_index_column(dataset, label_column=label_column)
     return dataset.select(indices)
+
+
+def _selection_groups(dataset, label_column, group_column, label_free):
+    """``(class column or None, group id of every row)`` for :func:`select_coreset`."""
+    from .groups import selection_column
+
+    given = [n for n, v in (("label_column", label_column), ("group_column", group_column),
+                            ("label_free", label_free or None)) if v is not None]
+    if len(given) > 1:
+        raise ValueError(f"{' and '.join(given)} both say how to group the rows: pass one.")
+    if label_free:
+        return None, np.zeros(len(dataset), dtype=np.int64)
+    if group_column is not None:
+        values = column_values(dataset, group_column)
+        return None, np.unique(values, return_inverse=True)[1].astype(np.int64)
+    column = selection_column(dataset, label_column)
+    return column, column_values(dataset, column)
 
 
 def add_cld_scores(dataset, scores, *, column: str = SCORE_COLUMN, overwrite: bool = False):

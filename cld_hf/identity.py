@@ -30,6 +30,7 @@ from .columns import INDEX_COLUMN, find_label_column
 __all__ = [
     "dataset_fingerprint",
     "labels_fingerprint",
+    "content_fingerprint",
     "source_identity",
     "index_identity",
     "add_index_column",
@@ -60,12 +61,46 @@ def dataset_fingerprint(dataset, *, label_column: str | None = None) -> str:
     """
     try:
         column = find_label_column(dataset.column_names, label_column)
+        values = np.asarray(dataset.with_format("numpy", columns=[column])[column][:])
+        if values.ndim > 1 or values.dtype == object:  # token-level labels: no class column
+            raise ValueError(column)
     except ValueError:
+        content = content_fingerprint(dataset)
+        if content is not None:
+            return content
         digest = hashlib.sha256(f"rows={len(dataset)}".encode())
         digest.update(json.dumps(sorted(dataset.column_names)).encode())
         return digest.hexdigest()
-    values = np.asarray(dataset.with_format("numpy", columns=[column])[column][:])
     return labels_fingerprint(values)
+
+
+CONTENT_COLUMNS = ("input_ids", "text", "prompt", "messages", "completion")
+"""Columns that identify the rows of a dataset without classes (a text corpus), in the order
+:func:`content_fingerprint` looks for them."""
+
+
+def content_fingerprint(dataset) -> str | None:
+    """SHA-256 of the row count and the values of the first :data:`CONTENT_COLUMNS` column of
+    ``dataset`` (``None`` without one): the fingerprint of a corpus without classes. It reads
+    that one column, in batches.
+
+    Examples
+    --------
+    >>> from datasets import Dataset
+    >>> a = Dataset.from_dict({"text": ["x", "y"]})
+    >>> content_fingerprint(a) == content_fingerprint(a.select([0, 1])), content_fingerprint(
+    ...     a) == content_fingerprint(a.select([1, 0]))
+    (True, False)
+    """
+    names = list(getattr(dataset, "column_names", None) or ())
+    column = next((c for c in CONTENT_COLUMNS if c in names), None)
+    if column is None:
+        return None
+    digest = hashlib.sha256(f"rows={len(dataset)};column={column}".encode())
+    view = dataset.select_columns([column]).with_format(None)
+    for batch in view.iter(batch_size=4096):
+        digest.update(json.dumps(batch[column], sort_keys=True, default=str).encode())
+    return digest.hexdigest()
 
 
 def labels_fingerprint(labels) -> str:
@@ -218,9 +253,12 @@ def describe_identity(identity: dict | None) -> str:
             f"{str(identity.get('fingerprint'))[:12]})")
 
 
-def recording_identity(train_dataset, train_labels, query_dataset, query_labels) -> dict:
+def recording_identity(train_dataset, train_labels, query_dataset, query_labels, *,
+                       by_content: bool = False) -> dict:
     """What a store records about the datasets its rows are: per part (``train``, ``query``)
     name, split, rows and label fingerprint, and the source record of a ``sample_index``.
+    ``by_content=True`` (a recording without classes) fingerprints the content column instead
+    (:func:`content_fingerprint`), when the dataset has one.
 
     Examples
     --------
@@ -237,6 +275,7 @@ def recording_identity(train_dataset, train_labels, query_dataset, query_labels)
         split = getattr(dataset, "split", None)
         out[part] = {"name": getattr(info, "dataset_name", None),
                      "split": str(split) if split else None, "num_rows": int(len(labels)),
-                     "fingerprint": labels_fingerprint(labels)}
+                     "fingerprint": (by_content and hasattr(dataset, "column_names")
+                                     and content_fingerprint(dataset)) or labels_fingerprint(labels)}
         out[f"{part}_index"] = index_identity(dataset) if hasattr(dataset, "features") else None
     return out

@@ -41,7 +41,9 @@ def test_select_coreset_finds_labels_column_and_named_columns():
     assert select_coreset(ds, size=2, score_column="s")["sample_index"][:] == [1, 2]
     ds2 = Dataset.from_dict({"y": [0, 0, 1, 1], "cld_score": [0.1, 0.2, 0.4, 0.3]})
     assert select_coreset(ds2, size=2, label_column="y")["sample_index"][:] == [1, 2]
-    with pytest.raises(ValueError, match=r"No label column found: looked for \['labels', 'label'\]"):
+    with pytest.raises(ValueError, match=r"No class column found in the dataset \(columns \['y', "
+                                         r"'cld_score'\]\): looked for a scalar integer column "
+                                         r"named \['labels', 'label'\]"):
         select_coreset(ds2, size=2)
     with pytest.raises(ValueError, match=r"Column 'cld_score' not in the dataset. Current columns in the dataset: \['labels', 's'\]"):
         select_coreset(ds, size=2)
@@ -94,3 +96,33 @@ def test_scored_dataset_is_the_one_assembly_of_scores_and_trajectories(scored):
         scored_dataset(base, np.zeros(10), trajectory=traj[:9])
     with pytest.raises(TypeError, match="must be a datasets.Dataset"):
         scored_dataset([1, 2], [0.0, 1.0])
+
+
+# ------------------------------------------------------------------ groups and label-free data
+
+
+def test_select_coreset_groups_label_free_and_by_a_group_column():
+    from datasets import Dataset
+
+    ds = Dataset.from_dict({"text": list("abcdef"), "source": ["x", "y", "x", "y", "x", "x"],
+                            "labels": [[1, 2], [3], [4], [5], [6], [7]],  # token labels
+                            "cld_score": [0.9, 0.1, 0.5, 0.8, 0.2, 0.7]})
+    assert select_coreset(ds, size=3, label_free=True)["text"][:] == ["a", "d", "f"]
+    # per source: x has 4 rows, y 2; equal budgets of 2 (the top two of each)
+    assert select_coreset(ds, size=4, group_column="source")["text"][:] == ["a", "b", "d", "f"]
+    with pytest.raises(ValueError, match="No class column found in the dataset"):
+        select_coreset(ds, size=3)  # token-level labels are never a class
+    with pytest.raises(ValueError, match="label_column and label_free both"):
+        select_coreset(ds, size=3, label_column="source", label_free=True)
+
+
+def test_select_coreset_reads_the_recordings_group_column_by_itself():
+    from datasets import ClassLabel, Dataset
+
+    ds = Dataset.from_dict({"label": [0, 0, 0, 0], "cld_group": [0, 1, 0, 1],
+                            "cld_score": [0.1, 0.2, 0.3, 0.4]})
+    ds = ds.cast_column("cld_group", ClassLabel(names=["os", "json"]))
+    core = select_coreset(ds, size=2)
+    assert core["cld_score"][:] == pytest.approx([0.3, 0.4])  # one of each group
+    assert select_coreset(ds, size=2, label_column="label")["cld_score"][:] == pytest.approx(
+        [0.3, 0.4])

@@ -208,7 +208,8 @@ def _run_classification(args: RunArguments, config, out: Path, *, command: str) 
 
     import torch
 
-    from ..callback import CLDCallback, format_score_summary
+    from ..callback import CLDCallback
+    from ..scoring import format_score_summary
     from ..cli.common import RUN_INFO_FILE, write_json
     from ..dataset_adapters import stratified_query_split
     from ..recording.config import make_config

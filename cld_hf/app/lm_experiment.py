@@ -20,8 +20,8 @@ Python docstrings for a tiny GPT-2, scored by test perplexity.
    table, the training tokens of each coreset and the selection cost) are written first, then
    the optional outputs (the proxy model, the CLD coresets as datasets).
 
-Groups reach the recorder as class labels: :data:`GROUPS_AS_LABELS` and
-:func:`group_recording` are the one place to switch once ``RecorderConfig`` has a group option.
+Groups reach the recorder as ``RecorderConfig(group_column="group")`` (:func:`group_recording`):
+one query trajectory and one budget per top-level package.
 
 Sizes (chosen for minutes on two CPU cores): about 2,050 docstrings of CPython 3.11 in 20
 groups (1,567 training, 175 query, 307 test documents), 64 tokens at most (the median docstring
@@ -48,7 +48,6 @@ logger = logging.getLogger(__name__)
 __all__ = [
     "LM_METHODS",
     "LM_DEFAULTS",
-    "GROUPS_AS_LABELS",
     "S2L_OPTIONS",
     "TEXT_DATASETS",
     "run_lm_experiment",
@@ -78,10 +77,6 @@ S2L_OPTIONS = {"n_clusters": 10}
 """S2L's options here. The official K = 100 clusters per source fits sources of thousands of
 samples; this corpus's groups hold 30-200 training documents, where K = 100 would leave nearly
 every cluster below S2L's 3-member minimum, and S2L would draw at random."""
-
-GROUPS_AS_LABELS = True
-"""Whether the groups reach the recorder as an integer ``label`` column (True until
-``RecorderConfig`` has a group option; then set False and use it in :func:`group_recording`)."""
 
 MODEL = {"n_layer": 2, "n_embd": 64, "n_head": 2}
 MAX_LENGTH = 64
@@ -138,24 +133,17 @@ def lm_settings(args) -> dict:
 def group_recording(dataset):
     """How the recorder learns each document's group: ``(dataset, RecorderConfig options)``.
 
-    While :data:`GROUPS_AS_LABELS` is True, the groups become an integer ``label`` column (the
-    recorder's class labels); the loss is the mean next-token loss of each document.
+    The ``group`` column (the top-level package's number) is the recorder's ``group_column``;
+    the loss is the mean next-token loss of each document.
 
     Examples
     --------
     >>> from datasets import Dataset
     >>> ds, options = group_recording(Dataset.from_dict({"group": [2, 0]}))
-    >>> ds["label"][:], options
-    ([2, 0], {'label_column': 'label', 'loss_type': 'causal_lm'})
+    >>> options
+    {'group_column': 'group', 'loss_type': 'causal_lm'}
     """
-    if GROUPS_AS_LABELS:
-        import datasets
-
-        groups = np.asarray(dataset.with_format("numpy", columns=["group"])["group"][:])
-        dataset = dataset.add_column("label", groups.astype(np.int64),
-                                     feature=datasets.Value("int64"))
-        return dataset, {"label_column": "label", "loss_type": "causal_lm"}
-    return dataset, {"group_column": "group", "loss_type": "causal_lm"}  # pragma: no cover
+    return dataset, {"group_column": "group", "loss_type": "causal_lm"}
 
 
 def length_matched_random(labels, lengths, reference, *, bins: int = 8, seed: int = 0):
@@ -255,7 +243,7 @@ def _train(model, dataset, collator, *, output_dir, epochs, batch_size, lr, seed
 
     targs = training_arguments(output_dir, epochs=epochs, batch_size=batch_size, lr=lr, seed=seed,
                                per_device_eval_batch_size=batch_size, disable_tqdm=not progress,
-                               warmup_steps=0.05,
+                               warmup_steps=0.05, remove_unused_columns=False,  # keep group
                                dataloader_pin_memory=torch.cuda.is_available())
     trainer = Trainer(model=model, args=targs, train_dataset=dataset, data_collator=collator,
                       callbacks=callbacks)

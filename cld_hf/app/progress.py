@@ -179,10 +179,11 @@ def quiet_libraries(*, verbose: bool = False):
     Examples
     --------
     >>> import datasets
+    >>> before = datasets.is_progress_bar_enabled()
     >>> with quiet_libraries():
     ...     datasets.is_progress_bar_enabled()
     False
-    >>> datasets.is_progress_bar_enabled()
+    >>> datasets.is_progress_bar_enabled() == before
     True
     """
     import datasets

@@ -51,7 +51,7 @@ def register(subparsers) -> None:
                    help="column of the scores to select by, highest kept first (default: "
                    "cld_score)")
     p.add_argument("--label-column", default=None,
-                   help="class column (default: labels, then label)")
+                   help="class column (default: cld_group when present, then labels, then label)")
     p.add_argument("--split", default=None, help="split of the input when it is a DatasetDict")
     p.add_argument("--strategy", default="top",
                    choices=["top", "random", "noise_adaptive", "coverage"],
@@ -71,8 +71,9 @@ def register(subparsers) -> None:
 def run(args) -> int:
     import numpy as np
 
-    from ..columns import INDEX_COLUMN, find_label_column
+    from ..columns import INDEX_COLUMN
     from ..dataset_adapters import select_coreset
+    from ..groups import selection_column
     from ..selection import class_budgets
     from .common import load_saved_dataset
 
@@ -82,7 +83,10 @@ def run(args) -> int:
     out = check_output_dir(args.output_dir, overwrite=args.overwrite_output_dir,
                            outputs=SAVED_DATASET_OUTPUTS, flag="-o", inputs=[args.scored])
     ds = load_saved_dataset(args.scored, args.split)
-    label_column = find_label_column(ds.column_names, args.label_column)
+    try:
+        label_column = selection_column(ds, args.label_column)
+    except ValueError as err:
+        raise UsageError(str(err).replace("label_column='", "--label-column '")) from None
     if args.score_column not in ds.column_names:
         raise UsageError(f"--score-column {args.score_column!r} is not a column of "
                          f"{args.scored}; its columns are {ds.column_names}.")

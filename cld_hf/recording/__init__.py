@@ -1,10 +1,12 @@
 """Recording: per-sample losses of the training and query sets, one snapshot per epoch.
 
 - :mod:`.config`: :class:`RecorderConfig`, the one options dataclass;
-- :mod:`.losses`: per-sample losses and the baselines' signals from a model's outputs;
-- :mod:`.indexing`: :class:`IndexedDataset`, :class:`IndexCollator`: the sample index travels;
+- :mod:`.losses`: per-sample losses from a model's outputs (classification, token losses);
+- :mod:`.features`: the baselines' signals and penultimate features from the same forward;
+- :mod:`.indexing`: :class:`IndexedDataset`, :class:`IndexCollator`: the sample index travels
+  (the grouping rules are :mod:`cld_hf.groups`);
 - :mod:`.gather`: sharding, gathering, :func:`place_by_index` (NumPy);
-- :mod:`.sweep`: one eval-mode sweep (inference mode, its own RNG);
+- :mod:`.sweep`: one eval-mode sweep (no autograd, its own RNG);
 - :mod:`.train_pass`: losses fed from the training forward passes;
 - :mod:`.recorder`: :class:`LossRecorder`, which uses all of the above and the store.
 """
@@ -24,8 +26,8 @@ _LAZY = {
     "per_sample_cross_entropy": "losses",
     "per_sequence_token_loss": "losses",
     "default_per_sample_loss": "losses",
-    "classification_signals": "losses",
-    "find_feature_module": "losses",
+    "classification_signals": "features",
+    "find_feature_module": "features",
 }
 
 __all__ = [

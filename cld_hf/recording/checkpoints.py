@@ -8,7 +8,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
+
 from .._validation import check_int
+from .indexing import Grouping
 
 __all__ = ["RECORDER_STATE_FORMAT"]
 
@@ -19,6 +22,36 @@ _STATE_VERSION = 2
 class CheckpointMixin:
     """Rewind, ``state_dict`` / ``load_state_dict`` and :meth:`checkpoint_with` for
     :class:`~cld_hf.recording.recorder.LossRecorder`."""
+
+    def _check_store(self, store) -> None:
+        """The store being resumed was recorded for these datasets, groups and settings."""
+        if (store.num_train, store.num_query) != (self.num_train, self.num_query) or not (
+            np.array_equal(store.train_labels, self.train_labels)
+            and np.array_equal(store.query_labels, self.query_labels)
+        ):
+            raise ValueError(
+                f"The store in {str(self.output_dir)!r} was recorded for N={store.num_train} "
+                f"training and Q={store.num_query} query samples (or other labels); this recorder "
+                f"has N={self.num_train}, Q={self.num_query}. Ensure the same datasets are used "
+                f"to resume, or pass if_exists='overwrite' to start over."
+            )
+        recorded = (store.metadata or {}).get("grouping")
+        if recorded is not None and recorded != self.grouping.to_dict():
+            names = recorded.get("names")
+            was = Grouping(recorded["kind"], recorded.get("column"),
+                           None if names is None else tuple(names)).describe()
+            raise ValueError(
+                f"The store in {str(self.output_dir)!r} was recorded {was}, groups {names}; this "
+                f"recorder scores {self.grouping.describe()}, groups "
+                f"{self.grouping.to_dict()['names']}. Resume with the same grouping options and "
+                f"data, or pass if_exists='overwrite'."
+            )
+        if store.streaming != self.streaming:
+            raise ValueError(
+                f"The recording in {str(self.output_dir)!r} was made with streaming="
+                f"{store.streaming}, this recorder has streaming={self.streaming}: use the same "
+                f"setting to resume, or pass if_exists='overwrite'."
+            )
 
     def rewind(self, *, num_snapshots: int | None = None, step: int | None = None) -> int:
         """Drop the snapshots recorded after a checkpoint; returns the number kept.

@@ -28,7 +28,7 @@ __all__ = [
 ]
 
 MODES = ("sweep", "train_pass")
-LOSS_TYPES = ("auto", "classification", "causal_lm", "token")
+LOSS_TYPES = ("auto", "classification", "causal_lm", "seq2seq", "token")
 IF_EXISTS = ("error", "overwrite", "resume")
 UNSEEN = ("error", "sweep")
 
@@ -72,10 +72,25 @@ class RecorderConfig:
 
     Args:
         loss_type (`str`, *optional*, defaults to `"auto"`):
-            `"classification"`, `"causal_lm"`, `"token"`, or `"auto"` (from the logits' shape and
-            the model).
+            `"classification"` (cross entropy of `(B, C)` logits), `"causal_lm"` (mean loss of the
+            next-token predictions of each sequence), `"seq2seq"` (mean loss of the target tokens,
+            no shift: T5, BART), `"token"` (mean loss of the labelled positions: masked LM, token
+            classification), or `"auto"`: from what the model computes: 2-D logits are
+            classification; for 3-D logits the shift that reproduces the model's own `loss`
+            (checked on every batch), else the model's structure (the base model under PEFT).
         label_column (`str`, *optional*):
-            Label column of both datasets; found as `labels`, then `label`.
+            Class column of both datasets; found as `labels`, then `label` (a scalar integer per
+            row: a token-level `labels` column is never a class).
+        group_column (`str`, *optional*):
+            Score per group instead of per class: a task, source or domain column of both
+            datasets (integers or strings). Each group gets its own query trajectory and, in
+            `select_coreset`, its own budget: the analogue of classes for data without them.
+        label_free (`bool`, *optional*, defaults to `False`):
+            One group: every training sample is scored against the mean loss differences of all
+            query samples, and the coreset has one budget. Chosen automatically for token data
+            (an `input_ids` column or token-level `labels`) without a class column. The paper's
+            guarantees speak of the per-class form (Algorithm 1); label-free is its one-class
+            case.
         missing_query_class (`str`, *optional*, defaults to `"error"`):
             A training class without query samples: fail at construction, or (`"global"`) score
             it against the all-class query trajectory.
@@ -139,11 +154,15 @@ class RecorderConfig:
     feature_module: str | None = field(default=None, metadata={
         "help": "module whose input is the embeddings signal (default: the classifier head)"})
     # Losses and labels
-    loss_type: Literal["auto", "classification", "causal_lm", "token"] = field(
-        default="auto", metadata={"help": "per-sample loss: classification, causal_lm, token or "
-                                          "auto (from the logits and the model)"})
+    loss_type: Literal["auto", "classification", "causal_lm", "seq2seq", "token"] = field(
+        default="auto", metadata={"help": "per-sample loss: classification, causal_lm, seq2seq, "
+                                          "token or auto (from what the model computes)"})
     label_column: str | None = field(default=None, metadata={
-        "help": "label column (default: 'labels', then 'label')"})
+        "help": "class column (default: 'labels', then 'label'; never a token-level column)"})
+    group_column: str | None = field(default=None, metadata={
+        "help": "score per group (task, source, domain column) instead of per class"})
+    label_free: bool = field(default=False, metadata={
+        "help": "one group: score every sample against the mean of all query samples"})
     missing_query_class: Literal["error", "global"] = field(default="error", metadata={
         "help": "a class without query samples: 'error', or 'global' (all-class trajectory)"})
     unseen: Literal["error", "sweep"] = field(default="error", metadata={
@@ -170,17 +189,26 @@ class RecorderConfig:
         check_choice("unseen", self.unseen, UNSEEN)
         check_choice("if_exists", self.if_exists, IF_EXISTS)
         for name in ("record_initial", "streaming", "remove_unused_columns", "progress",
-                     "log_summary"):
+                     "log_summary", "label_free"):
             check_bool(name, getattr(self, name))
         check_int("every_n_epochs", self.every_n_epochs, min_val=1)
         if self.sweep_batch_size is not None:
             check_int("sweep_batch_size", self.sweep_batch_size, min_val=1)
         if self.sweep_num_workers is not None:
             check_int("sweep_num_workers", self.sweep_num_workers, min_val=0)
-        for name in ("label_column",):
+        for name in ("label_column", "group_column"):
             value = getattr(self, name)
             if value is not None and not isinstance(value, str):
                 raise TypeError(f"{name} must be a str, not {type(value).__name__}.")
+        chosen = [f"{name}={getattr(self, name)!r}" for name in ("label_column", "group_column")
+                  if getattr(self, name) is not None] + (["label_free=True"] if self.label_free
+                                                         else [])
+        if len(chosen) > 1:
+            raise ValueError(
+                f"{' and '.join(chosen)} both say how samples are grouped; pass one: "
+                f"label_column= (classes, Algorithm 1), group_column= (a task, source or domain "
+                f"column) or label_free=True (one group)."
+            )
         if self.input_columns is not None:
             if isinstance(self.input_columns, str):
                 raise TypeError(f"input_columns == {self.input_columns!r}: pass a list of names.")

@@ -28,6 +28,7 @@ __all__ = [
     "shard_indices",
     "gather_arrays",
     "any_process",
+    "check_process_group",
 ]
 
 
@@ -231,3 +232,28 @@ def any_process(flag: bool) -> bool:
     """
     (flags,) = gather_arrays(np.array([int(flag)], dtype=np.int64))
     return bool((flags > 0).any())
+
+
+def check_process_group(state) -> None:
+    """Refuse a ``PartialState`` that sees one process while ``torch.distributed`` has several.
+
+    accelerate (1.15) leaves ``PartialState()`` at one process on a CPU-only machine launched
+    with ``torchrun`` unless it is told ``cpu=True``; every process would then write the
+    recording as the main one.
+
+    Examples
+    --------
+    >>> from accelerate import PartialState
+    >>> check_process_group(PartialState())    # one process, no process group
+    """
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1 and (
+            state.num_processes == 1):
+        raise RuntimeError(
+            f"torch.distributed runs {dist.get_world_size()} processes, but accelerate's "
+            f"PartialState sees {state.num_processes} (distributed_type "
+            f"{state.distributed_type}): every process would write the recording. Initialise "
+            f"accelerate for them before the recorder: Accelerator(cpu=True) or "
+            f"PartialState(cpu=True) on CPU, Accelerator() on GPUs."
+        )

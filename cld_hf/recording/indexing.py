@@ -6,19 +6,32 @@ in a batch: :class:`IndexedDataset` adds the row's index under ``"cld_hf_index"`
 a shuffled sampler or ``remove_unused_columns`` cannot lose it; :class:`IndexCollator` turns those
 into a ``LongTensor`` of the batch. The key is the recorder's own: a ``sample_index`` column of the
 dataset (its rows in the source it was split from) is left alone, as data.
+
+The grouping rules (class, ``group_column`` or label-free) are in :mod:`cld_hf.groups`, which
+imports no torch; their names are re-exported here.
 """
 
 from __future__ import annotations
 
 import inspect
+import logging
 from collections.abc import Callable, Mapping
 
-import numpy as np
 import torch
 
-from .._validation import check_labels
-from ..columns import find_label_column
+from ..groups import (  # noqa: F401  (re-exported: the recorder's column rules)
+    GROUP_COLUMN,
+    Grouping,
+    add_group_column,
+    check_class_ids,
+    dataset_labels,
+    has_class_column,
+    is_token_column,
+    resolve_groups,
+)
 from .losses import LABEL_KEYS, LABELS_COPY_KEY
+
+logger = logging.getLogger(__name__)
 
 __all__ = [
     "INDEX_KEY",
@@ -29,6 +42,12 @@ __all__ = [
     "model_input_columns",
     "dataset_labels",
     "check_class_ids",
+    "GROUP_COLUMN",
+    "Grouping",
+    "resolve_groups",
+    "is_token_column",
+    "has_class_column",
+    "add_group_column",
 ]
 
 INDEX_KEY = "cld_hf_index"
@@ -232,7 +251,12 @@ def model_input_columns(model, label_column: str | None) -> set[str] | None:
     --------
     >>> sorted(model_input_columns(torch.nn.Linear(2, 2), "target"))
     ['input', 'label', 'label_ids', 'labels', 'target']
+
+    Under PEFT the base model's forward is read, as the Trainer does (``PeftModel.forward`` takes
+    ``**kwargs``).
     """
+    if callable(getattr(model, "get_base_model", None)) and hasattr(model, "peft_config"):
+        model = model.get_base_model()
     try:
         params = inspect.signature(model.forward).parameters.values()
     except (TypeError, ValueError):
@@ -245,80 +269,3 @@ def model_input_columns(model, label_column: str | None) -> set[str] | None:
     if label_column is not None:
         names.add(label_column)
     return names
-
-
-def dataset_labels(dataset, label_column, given, name: str) -> np.ndarray:
-    """The class id of every row of ``dataset`` (``name`` is ``"train"`` or ``"query"``).
-
-    ``given`` labels win (one per row); otherwise the label column is read (one column, without
-    the dataset's transform): ``label_column``, else ``labels``, then ``label``.
-
-    Examples
-    --------
-    >>> from datasets import Dataset
-    >>> dataset_labels(Dataset.from_dict({"x": [1, 2], "label": [1, 0]}), None, None, "train")
-    array([1, 0])
-    """
-    if not hasattr(dataset, "__len__") or not hasattr(dataset, "__getitem__"):
-        raise TypeError(
-            f"{name}_dataset is a {type(dataset).__name__} without a length: the recorder needs a "
-            f"map-style dataset (e.g. a datasets.Dataset, not an IterableDataset) so that every "
-            f"sample has an index."
-        )
-    if given is not None:
-        labels = check_labels(given, f"{name}_labels")
-        if len(labels) != len(dataset):
-            raise ValueError(
-                f"{name}_labels has {len(labels)} entries but {name}_dataset has {len(dataset)} "
-                f"rows: pass one label per row, in row order."
-            )
-        return labels.astype(np.int64)
-    column_names = getattr(dataset, "column_names", None)
-    if column_names is None:
-        raise TypeError(
-            f"{name}_dataset is a {type(dataset).__name__}, not a datasets.Dataset, so its labels "
-            f"cannot be read from a column: pass a datasets.Dataset with a label column, or, in "
-            f"your own loop, LossRecorder(..., {name}_labels=<one int per row>)."
-        )
-    col = find_label_column(column_names, label_column)
-    # One column only, without the dataset's transform: reads N ints, not the rows.
-    values = np.asarray(dataset.with_format("numpy", columns=[col])[col][:])
-    if values.size == 0:
-        return np.zeros(0, dtype=np.int64)  # an empty column reads back as float
-    if values.ndim > 1 or values.dtype == object:
-        raise ValueError(
-            f"{name}_dataset[{col!r}] holds a sequence per row (shape {values.shape}), not one "
-            f"class id: a token-level 'labels' column (language models) is not a class. Name the "
-            f"class column with label_column=..."
-        )
-    labels = check_labels(values, f"{name}_dataset[{col!r}]").astype(np.int64)
-    return check_class_ids(labels, f"{name}_dataset[{col!r}]")
-
-
-def check_class_ids(labels: np.ndarray, name: str, num_classes: int | None = None) -> np.ndarray:
-    """Class ids must be ``0 .. num_classes - 1``; ``-100`` (an ignored token) is no class.
-
-    Examples
-    --------
-    >>> check_class_ids(np.array([0, 2]), "labels", 3).tolist()
-    [0, 2]
-    >>> check_class_ids(np.array([0, -100]), "labels")
-    Traceback (most recent call last):
-    ...
-    ValueError: labels holds 1 negative label(s) (e.g. -100 at row 1): class ids are >= 0...
-    """
-    if len(labels) and labels.min() < 0:
-        bad = np.flatnonzero(labels < 0)
-        raise ValueError(
-            f"{name} holds {len(bad)} negative label(s) (e.g. {int(labels[bad[0]])} at row "
-            f"{int(bad[0])}): class ids are >= 0, and -100 marks tokens a loss ignores, not a "
-            f"class. Drop or relabel those rows before recording."
-        )
-    if num_classes is not None and len(labels) and labels.max() >= num_classes:
-        bad = np.flatnonzero(labels >= num_classes)
-        raise ValueError(
-            f"{name} holds label {int(labels[bad[0]])} at row {int(bad[0])}, but the model has "
-            f"{num_classes} outputs (classes 0..{num_classes - 1}): give the model "
-            f"num_labels={int(labels.max()) + 1}, or fix the labels."
-        )
-    return labels

@@ -1,10 +1,12 @@
 """Per-sample losses and the signals the baselines read, from a model's outputs.
 
 One loss per sample, never a batch mean: cross entropy for classification (label smoothing
-ignored), the mean token loss of each sequence for causal and masked language models (ignoring
-``-100``), or a user's ``per_sample_loss(outputs, batch) -> Tensor[B]``. The training-dynamics
-signals (:func:`classification_signals`) come from the same logits, and the penultimate features
-(``embeddings``) from a forward pre-hook on the classifier head (:class:`FeatureCatcher`).
+ignored), the mean loss of the trained tokens of each sequence for language models (ignoring
+``-100``: the next-token predictions of a causal LM, the target tokens of a seq2seq model, the
+labelled positions of a masked LM; padding-free batches split by ``position_ids``), or a user's
+``per_sample_loss(outputs, batch) -> Tensor[B]``. :class:`PerSampleLoss` resolves the token
+loss from what the model computes and checks it against the model's own loss. The baselines'
+signals from the same forward are in :mod:`.features`.
 """
 
 from __future__ import annotations
@@ -17,24 +19,32 @@ import torch
 import torch.nn.functional as F
 
 from .config import LOSS_TYPES
+from .token_losses import (  # noqa: F401  (the token losses are part of this module's API)
+    _is_fused_output,
+    fused_per_sequence_loss,
+    per_sequence_token_loss,
+    sequence_means,
+)
 
 __all__ = [
     "LABEL_KEYS",
     "LABELS_COPY_KEY",
     "per_sample_cross_entropy",
     "per_sequence_token_loss",
+    "sequence_means",
+    "fused_per_sequence_loss",
     "default_per_sample_loss",
+    "PerSampleLoss",
+    "base_model_of",
+    "model_loss_kind",
     "find_logits",
     "find_labels",
     "is_causal_lm",
-    "classification_signals",
-    "find_feature_module",
-    "FeatureCatcher",
     "unwrap_model",
     "batch_size_of",
 ]
 
-LossType = Literal["auto", "classification", "causal_lm", "token"]
+LossType = Literal["auto", "classification", "causal_lm", "seq2seq", "token"]
 
 LABEL_KEYS = ("labels", "label", "label_ids")
 """Where the labels are looked for in a batch, in order."""
@@ -94,48 +104,6 @@ def per_sample_cross_entropy(logits: torch.Tensor, labels: torch.Tensor) -> torc
     return F.cross_entropy(logits.detach().float(), labels, reduction="none")
 
 
-def per_sequence_token_loss(
-    logits: torch.Tensor, labels: torch.Tensor, *, shift: bool = False, ignore_index: int = -100
-) -> torch.Tensor:
-    """Mean token cross entropy of each sequence, ignoring ``ignore_index`` labels, in float32.
-
-    ``shift=True`` predicts token ``t + 1`` from position ``t`` (causal language models, whose
-    ``labels`` are the inputs); ``shift=False`` compares position by position (masked LM, token
-    classification). A sequence without any target token gets ``nan`` (the recorder reports it).
-
-    Examples
-    --------
-    >>> logits = torch.zeros(1, 3, 4)           # uniform over 4 tokens: loss log(4) per token
-    >>> round(per_sequence_token_loss(logits, torch.tensor([[1, -100, 2]])).item(), 4)
-    1.3863
-    >>> per_sequence_token_loss(logits, torch.tensor([[-100, -100, -100]])).isnan().item()
-    True
-    """
-    if logits.ndim != 3:
-        raise ValueError(
-            f"logits must have shape (batch, length, vocab) for a token loss, got "
-            f"{tuple(logits.shape)}. Use loss_type='classification' for (batch, classes)."
-        )
-    logits = logits.detach()
-    labels = labels.long()
-    if shift:
-        logits = logits[:, :-1, :]
-        labels = labels[:, 1:]
-    if logits.shape[:2] != labels.shape:
-        raise ValueError(
-            f"labels of shape {tuple(labels.shape)} do not match logits of shape "
-            f"{tuple(logits.shape)}: pass one label per token (-100 for tokens to ignore)."
-        )
-    b, length, v = logits.shape
-    token = F.cross_entropy(
-        logits.reshape(b * length, v).float(), labels.reshape(-1), reduction="none",
-        ignore_index=ignore_index,
-    ).reshape(b, length)
-    count = (labels != ignore_index).sum(dim=1)
-    total = token.sum(dim=1)
-    return torch.where(count > 0, total / count.clamp(min=1), torch.full_like(total, math.nan))
-
-
 def find_logits(outputs):
     """The ``logits`` tensor of a model's outputs (a dict or ``ModelOutput``), or an error that
     says what to return or pass.
@@ -182,37 +150,107 @@ def find_labels(batch):
     )
 
 
+def base_model_of(model):
+    """The model that computes the outputs: inside DDP, FSDP, ``torch.compile`` and PEFT
+    wrappers (``PeftModel.get_base_model()``), for reading its structure, never for running it.
+
+    Examples
+    --------
+    >>> net = torch.nn.Linear(2, 2)
+    >>> base_model_of(torch.nn.DataParallel(net)) is net
+    True
+    """
+    seen = set()
+    while model is not None and id(model) not in seen:
+        seen.add(id(model))
+        if isinstance(model, (torch.nn.parallel.DistributedDataParallel, torch.nn.DataParallel)):
+            model = model.module
+        elif hasattr(model, "_orig_mod"):  # torch.compile
+            model = model._orig_mod
+        elif callable(getattr(model, "get_base_model", None)) and hasattr(model, "peft_config"):
+            model = model.get_base_model()
+        elif type(model).__name__ in ("FullyShardedDataParallel", "FSDPModule") and hasattr(
+                model, "module"):
+            model = model.module
+        else:
+            break
+    return model
+
+
+def model_loss_kind(model) -> str | None:
+    """What the model's structure says its token loss is: ``"seq2seq"`` (an encoder-decoder:
+    targets without shift), ``"causal_lm"`` (a model that generates left to right), ``"token"``
+    (other transformers models: masked LM, token classification), from the base model under
+    PEFT and other wrappers; for a plain ``torch.nn.Module``, ``"causal_lm"`` when its class is
+    named ``*ForCausalLM`` / ``*LMHeadModel``, else None.
+
+    Used only when the model returned no ``loss`` to compare with (see
+    :class:`PerSampleLoss`).
+
+    Examples
+    --------
+    >>> from transformers import GPT2Config, GPT2LMHeadModel
+    >>> config = GPT2Config(n_layer=1, n_embd=8, n_head=2, vocab_size=10, bos_token_id=0,
+    ...                     eos_token_id=0)
+    >>> model_loss_kind(GPT2LMHeadModel(config))
+    'causal_lm'
+    >>> model_loss_kind(torch.nn.Linear(2, 2)) is None
+    True
+    """
+    base = base_model_of(model)
+    if base is None:
+        return None
+    config = getattr(base, "config", None)
+    if config is not None and hasattr(config, "is_encoder_decoder"):
+        if config.is_encoder_decoder:
+            return "seq2seq"
+        can_generate = getattr(base, "can_generate", None)
+        if callable(can_generate):
+            return "causal_lm" if can_generate() else "token"
+    name = type(base).__name__
+    if name.endswith("ForCausalLM") or name.endswith("LMHeadModel"):
+        return "causal_lm"
+    return None
+
+
 def is_causal_lm(model) -> bool:
-    """Whether ``model`` is a causal language model (a ``*ForCausalLM`` / ``*LMHeadModel``).
+    """Whether ``model`` (or the base model under PEFT and other wrappers) is a causal language
+    model, by :func:`model_loss_kind`.
 
     Examples
     --------
     >>> is_causal_lm(torch.nn.Linear(2, 2))
     False
     """
-    if model is None:
-        return False
-    name = type(model).__name__
-    return name.endswith("ForCausalLM") or name.endswith("LMHeadModel")
+    return model is not None and model_loss_kind(model) == "causal_lm"
 
 
-def default_per_sample_loss(outputs, batch, *, loss_type: LossType = "auto", model=None):
+def _shift_for(loss_type: str) -> bool:
+    return loss_type == "causal_lm"
+
+
+def default_per_sample_loss(outputs, batch, *, loss_type: LossType = "auto", model=None,
+                            num_samples: int | None = None):
     """One loss per sample from a model's ``logits`` and the batch's labels.
 
     Parameters
     ----------
     outputs : Mapping or ModelOutput
-        What the model returned; must hold ``logits``.
+        What the model returned; must hold ``logits`` (or, from TRL's fused LM head,
+        ``log_probs`` and ``label_mask``).
     batch : Mapping
         The collated batch; labels are found as ``labels``, ``label`` or ``label_ids``.
-    loss_type : {"auto", "classification", "causal_lm", "token"}, default "auto"
+    loss_type : {"auto", "classification", "causal_lm", "seq2seq", "token"}, default "auto"
         ``"classification"``: cross entropy of ``(B, C)`` logits. ``"causal_lm"``: mean loss of
-        the next-token predictions of each sequence. ``"token"``: mean loss over the labelled
-        positions (masked LM, token classification). ``"auto"`` picks classification for 2-D
-        logits and, for 3-D logits, causal LM when ``model`` is a ``*ForCausalLM`` /
-        ``*LMHeadModel``, else token.
+        the next-token predictions of each sequence. ``"seq2seq"`` / ``"token"``: mean loss over
+        the labelled positions, no shift (decoder targets; masked LM, token classification).
+        ``"auto"``: classification for 2-D logits; for 3-D logits :func:`model_loss_kind` of
+        ``model`` (:class:`PerSampleLoss` also checks against the model's own loss).
     model : torch.nn.Module, optional
-        Only used by ``"auto"`` to recognise a causal language model.
+        Only used by ``"auto"``.
+    num_samples : int, optional
+        Samples in the batch when its rows are flattened (padding-free): split by
+        ``position_ids``.
 
     Returns
     -------
@@ -227,217 +265,182 @@ def default_per_sample_loss(outputs, batch, *, loss_type: LossType = "auto", mod
     """
     if loss_type not in LOSS_TYPES:
         raise ValueError(f"loss_type == {loss_type!r}, must be one of {list(LOSS_TYPES)}.")
+    position_ids = batch.get("position_ids") if isinstance(batch, Mapping) else None
+    if _is_fused_output(outputs):
+        return fused_per_sequence_loss(outputs, position_ids=position_ids,
+                                       num_sequences=num_samples)
     logits = find_logits(outputs)
     labels = find_labels(batch)
     if loss_type == "auto":
-        if logits.ndim == 2:
-            loss_type = "classification"
-        elif logits.ndim == 3:
-            loss_type = "causal_lm" if is_causal_lm(model) else "token"
-        else:
-            raise ValueError(
-                f"Cannot infer the loss from logits of shape {tuple(logits.shape)}: pass "
-                f"loss_type= or per_sample_loss=fn(outputs, batch) -> Tensor[B]."
-            )
+        loss_type = _structural_loss_type(logits, model)
     if loss_type == "classification":
         return per_sample_cross_entropy(logits, labels)
-    return per_sequence_token_loss(logits, labels, shift=loss_type == "causal_lm")
+    return per_sequence_token_loss(logits, labels, shift=_shift_for(loss_type),
+                                   position_ids=position_ids, num_sequences=num_samples)
 
 
-def classification_signals(logits: torch.Tensor, labels: torch.Tensor, names) -> dict:
-    """Per-sample training-dynamics signals of a batch, from its ``(B, C)`` logits.
+def _structural_loss_type(logits, model) -> str:
+    if logits.ndim == 2:
+        return "classification"
+    if logits.ndim == 3:
+        return model_loss_kind(model) or "token"
+    raise ValueError(
+        f"Cannot infer the loss from logits of shape {tuple(logits.shape)}: pass "
+        f"loss_type= or per_sample_loss=fn(outputs, batch) -> Tensor[B]."
+    )
 
-    Computed in float32 from the same logits as the loss (no extra forward):
 
-    - ``correct``: ``argmax(logits) == label`` (bool; ties go to the lower class, as
-      ``torch.argmax``);
-    - ``true_prob``: ``softmax(logits)[label]``;
-    - ``margin``: ``logits[label] - max_{c != label} logits[c]`` (AUM's margin);
-    - ``el2n``: ``||softmax(logits) - onehot(label)||_2``;
-    - ``probs``: ``softmax(logits)``, shape ``(B, C)``.
+class PerSampleLoss:
+    """The recorder's per-sample loss: the user's ``fn(outputs, batch)``, or
+    :func:`default_per_sample_loss` with the token loss resolved from what the model computes.
+
+    With ``loss_type="auto"`` and 3-D logits, the shift is the one whose token-weighted batch
+    mean reproduces the model's own ``outputs.loss`` (next-token for causal language models,
+    none for seq2seq targets); the first batch decides and every later batch is checked, so a
+    per-sample loss that does not match the loss the model trains with is an error, never a
+    silent score. Without ``outputs.loss`` the structure decides (:func:`model_loss_kind`). An
+    explicit ``loss_type`` is trusted and not checked.
 
     Parameters
     ----------
-    logits : torch.Tensor of shape (B, C)
-    labels : int torch.Tensor of shape (B,)
-    names : iterable of str
-        Which of the signals above to return.
-
-    Returns
-    -------
-    dict of str to torch.Tensor (detached, on the logits' device).
+    fn : callable, optional
+        ``fn(outputs, batch) -> Tensor[B]``; when given, used as is.
+    loss_type : str, default "auto"
+    label_column : str, optional
+        A class column also offered to the loss as ``labels``.
+    classless : bool, default False
+        The grouping is label-free because no class column was found: 2-D (classification)
+        logits are then an error naming ``label_column=`` and ``label_free=True``.
 
     Examples
     --------
-    >>> logits = torch.tensor([[2.0, 0.0, 0.0], [1.0, 3.0, 0.0]])
-    >>> out = classification_signals(logits, torch.tensor([0, 0]), ["correct", "margin"])
-    >>> out["correct"].tolist(), out["margin"].tolist()
-    ([True, False], [2.0, -2.0])
+    >>> loss = PerSampleLoss()
+    >>> logits = torch.zeros(1, 3, 4); logits[0, 0, 2] = 5.0   # position 0 predicts token 2
+    >>> batch = {"labels": torch.tensor([[2, 2, 3]])}
+    >>> own = torch.nn.functional.cross_entropy(logits[0, :-1], batch["labels"][0, 1:])
+    >>> round(loss({"logits": logits, "loss": own}, batch).item(), 4) == round(own.item(), 4)
+    True
+    >>> loss.resolved
+    'causal_lm'
     """
-    names = list(names)
-    unknown = sorted(set(names) - {"correct", "true_prob", "margin", "el2n", "probs"})
-    if unknown:
-        raise ValueError(
-            f"names contains {unknown}; the per-batch signals are 'correct', 'true_prob', "
-            f"'margin', 'el2n' and 'probs'."
-        )
-    if logits.ndim != 2:
-        raise ValueError(
-            f"Training-dynamics signals need classification logits of shape (batch, classes), "
-            f"got {tuple(logits.shape)}. Record signals only for classification models, or "
-            f"record the loss alone (signals=())."
-        )
-    z = logits.detach().float()
-    y = labels.detach().reshape(-1).long().to(z.device)
-    num_classes = z.shape[1]
-    if y.numel() != z.shape[0]:
-        raise ValueError(
-            f"{y.numel()} labels for a batch of {z.shape[0]} logits: pass one class id per sample."
-        )
-    if y.numel() and (int(y.min()) < 0 or int(y.max()) >= num_classes):
-        raise ValueError(
-            f"labels must be class ids in [0, {num_classes - 1}] to record signals (the model has "
-            f"{num_classes} outputs); got values in [{int(y.min())}, {int(y.max())}]."
-        )
-    out = {}
-    rows = torch.arange(len(y), device=z.device)
-    p = torch.softmax(z, dim=1) if {"true_prob", "el2n", "probs"} & set(names) else None
-    for name in names:
-        if name == "correct":
-            out[name] = z.argmax(dim=1) == y
-        elif name == "true_prob":
-            out[name] = p[rows, y]
-        elif name == "margin":
-            other = z.masked_fill(F.one_hot(y, num_classes).bool(), -math.inf)
-            out[name] = z[rows, y] - other.max(dim=1).values
-        elif name == "el2n":
-            out[name] = torch.linalg.vector_norm(p - F.one_hot(y, num_classes).float(), dim=1)
+
+    def __init__(self, fn=None, *, loss_type: str = "auto", label_column: str | None = None,
+                 classless: bool = False):
+        if loss_type not in LOSS_TYPES:
+            raise ValueError(f"loss_type == {loss_type!r}, must be one of {list(LOSS_TYPES)}.")
+        self.fn = fn
+        self.loss_type = loss_type
+        self.label_column = label_column
+        self.classless = classless
+        self.resolved: str | None = None if loss_type == "auto" else loss_type
+
+    def __call__(self, outputs, batch, model=None) -> torch.Tensor:
+        size = batch_size_of(batch)
+        if self.fn is not None:
+            losses = self.fn(outputs, batch)
         else:
-            out[name] = p
-    return out
-
-
-def find_feature_module(model, *, num_classes: int | None = None, feature_module=None):
-    """The module whose *input* is the penultimate feature vector (the ``embeddings`` signal).
-
-    The rule: the **last** ``torch.nn.Linear`` of ``model.named_modules()`` (registration order)
-    whose ``out_features`` equals ``num_classes`` (any ``Linear`` when ``num_classes`` is None),
-    i.e. the classifier head of Hugging Face models (``classifier``, ``fc``, ``head``) and of
-    plain ``nn.Sequential`` stacks. Its input, flattened to ``(B, D)``, is captured with a forward
-    pre-hook during the sweep. When the rule picks the wrong module (a head of several layers
-    whose last one is not the classifier, or no ``Linear`` at all), name it: ``feature_module=``
-    the name in ``model.named_modules()`` (e.g. ``"classifier.1"``), or the module itself.
-
-    Returns
-    -------
-    (name, module)
-
-    Examples
-    --------
-    >>> net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
-    >>> find_feature_module(net, num_classes=3)[0]
-    '2'
-    >>> find_feature_module(net, feature_module="0")[0]
-    '0'
-    """
-    model = unwrap_model(model)
-    names = dict(model.named_modules())
-    if feature_module is not None:
-        if isinstance(feature_module, torch.nn.Module):
-            for name, module in names.items():
-                if module is feature_module:
-                    return name, module
+            losses = self._default(outputs, self.with_labels(batch), model, size)
+        if not isinstance(losses, torch.Tensor):
+            losses = torch.as_tensor(losses)
+        if losses.ndim != 1 or (size is not None and losses.shape[0] != size):
             raise ValueError(
-                f"feature_module == {type(feature_module).__name__} is not a submodule of the "
-                f"model; pass one of model.named_modules(), or its name."
+                f"per_sample_loss returned shape {tuple(losses.shape)} for a batch of {size} "
+                f"samples: return one loss per sample (reduction='none'), shape (B,)."
             )
-        if feature_module not in names:
-            some = [n for n in names if n][-10:]
+        return losses.detach().float()
+
+    def with_labels(self, batch):
+        """The batch with a custom label column also under ``labels``."""
+        col = self.label_column
+        if (col and isinstance(batch, Mapping) and col in batch
+                and not any(k in batch for k in (LABELS_COPY_KEY, *LABEL_KEYS))):
+            batch = {**batch, "labels": batch[col]}
+        return batch
+
+    def _default(self, outputs, batch, model, size):
+        if _is_fused_output(outputs):
+            return default_per_sample_loss(outputs, batch, model=model, num_samples=size)
+        logits = find_logits(outputs)
+        if logits.ndim == 2 and self.classless and self.loss_type in ("auto", "classification"):
             raise ValueError(
-                f"feature_module == {feature_module!r} is not a module of the model; names end "
-                f"with {some}. Pass the name of the classifier's last layer (its input is taken "
-                f"as the embedding)."
+                "The model returns classification logits of shape "
+                f"{tuple(logits.shape)}, but the training set has no class column, so the "
+                "recording went label-free. Name the class column: label_column='<column with "
+                "the class ids>' (Algorithm 1, per class), or pass label_free=True to score all "
+                "samples against one query trajectory on purpose."
             )
-        return feature_module, names[feature_module]
-    found = None
-    for name, module in names.items():
-        if isinstance(module, torch.nn.Linear) and (
-            num_classes is None or module.out_features == num_classes
-        ):
-            found = (name, module)
-    if found is None:
+        if self.loss_type != "auto" or logits.ndim != 3:
+            return default_per_sample_loss(outputs, batch, loss_type=self.loss_type, model=model,
+                                           num_samples=size)
+        labels = find_labels(batch)
+        position_ids = batch.get("position_ids") if isinstance(batch, Mapping) else None
+
+        def run(kind):
+            return per_sequence_token_loss(logits, labels, shift=_shift_for(kind),
+                                           position_ids=position_ids, num_sequences=size,
+                                           return_counts=True)
+
+        own = _own_loss(outputs)
+        # A Trainer step passes num_items_in_batch (the label tokens of every micro-batch of the
+        # optimisation step, on every process): the model's loss is then its sum over that.
+        scale = batch.get("num_items_in_batch") if isinstance(batch, Mapping) else None
+        scale = float(scale) if isinstance(scale, (int, float, torch.Tensor)) else None
+
+        def batch_loss(result):
+            return _weighted_mean(*result, denominator=scale)
+
+        if self.resolved is None and own is None:
+            self.resolved = _structural_loss_type(logits, model)
+        if self.resolved is not None:
+            result = run(self.resolved)
+            if own is not None and not _close(batch_loss(result), own):
+                self._mismatch(own, {self.resolved: batch_loss(result)}, model)
+            return result[0]
+        # First batch: the shift that reproduces the model's own loss.
+        structural = _structural_loss_type(logits, model)
+        no_shift = structural if structural in ("seq2seq", "token") else "seq2seq"
+        results = {"causal_lm": run("causal_lm"), no_shift: run(no_shift)}
+        means = {kind: batch_loss(value) for kind, value in results.items()}
+        matching = [kind for kind, mean in means.items() if _close(mean, own)]
+        if not matching:
+            self._mismatch(own, means, model)
+        self.resolved = structural if len(matching) > 1 and structural in matching else matching[0]
+        return results[self.resolved][0]
+
+    @staticmethod
+    def _mismatch(own: float, means: dict, model) -> None:
+        got = ", ".join(f"{_describe(kind)} {mean:.4f}" for kind, mean in means.items())
         raise ValueError(
-            f"Cannot find the classifier head: the model has no torch.nn.Linear with "
-            f"out_features == {num_classes} (the number of logits). Pass feature_module= the "
-            f"name of the module whose input is the penultimate feature vector."
+            f"The model's own loss of this batch is {own:.4f}, but the per-sample token losses "
+            f"average to {got} ({type(base_model_of(model)).__name__}): the recorded losses "
+            f"would not be the loss the model trains with. Pass loss_type= ('causal_lm', "
+            f"'seq2seq' or 'token') if the model adds other terms to its loss (e.g. a router "
+            f"loss), or per_sample_loss=fn(outputs, batch) -> Tensor[B]."
         )
-    return found
 
 
-class FeatureCatcher:
-    """Forward pre-hooks that keep the last input of the feature module, flattened to ``(B, D)``.
+def _own_loss(outputs) -> float | None:
+    loss = outputs.get("loss") if isinstance(outputs, Mapping) else getattr(outputs, "loss", None)
+    if isinstance(loss, torch.Tensor) and loss.numel() == 1 and torch.isfinite(loss).all():
+        return float(loss.detach().float())
+    return None
 
-    Without ``feature_module``, every ``Linear`` is hooked for the first batch; once the logits
-    give the number of classes, :func:`find_feature_module`'s rule picks one and the other hooks
-    go, so no forward pass is repeated. :meth:`remove` takes the hooks off the model.
 
-    Examples
-    --------
-    >>> net = torch.nn.Sequential(torch.nn.Linear(4, 8), torch.nn.ReLU(), torch.nn.Linear(8, 3))
-    >>> catcher = FeatureCatcher(net)
-    >>> logits = net(torch.ones(5, 4))
-    >>> catcher.take(batch_size=5, num_classes=3).shape   # the input of the last Linear
-    torch.Size([5, 8])
-    >>> catcher.remove()
-    """
+def _weighted_mean(mean: torch.Tensor, count: torch.Tensor, denominator=None) -> float:
+    keep = count > 0
+    if not bool(keep.any()):
+        return math.nan
+    total = (mean[keep].double() * count[keep]).sum()
+    return float(total / (count[keep].sum() if denominator is None else denominator))
 
-    def __init__(self, model, feature_module=None):
-        self.model = model
-        self.name = None
-        self._values: dict[str, torch.Tensor] = {}
-        self._handles = {}
-        if feature_module is not None:
-            self.name, module = find_feature_module(model, feature_module=feature_module)
-            self._hook_module(self.name, module)
-        else:
-            for name, module in model.named_modules():
-                if isinstance(module, torch.nn.Linear):
-                    self._hook_module(name, module)
 
-    def _hook_module(self, name, module):
-        def hook(mod, args):
-            if args and isinstance(args[0], torch.Tensor):
-                self._values[name] = args[0].detach()
-            return None
+def _close(a: float, b: float) -> bool:
+    return math.isfinite(a) and abs(a - b) <= 1e-4 + 1e-3 * abs(b)
 
-        self._handles[name] = module.register_forward_pre_hook(hook)
 
-    def take(self, batch_size: int, num_classes: int) -> torch.Tensor:
-        if self.name is None:
-            self.name, _ = find_feature_module(self.model, num_classes=num_classes)
-            for name in [n for n in self._handles if n != self.name]:
-                self._handles.pop(name).remove()
-        name = self.name
-        value = self._values.pop(name, None)
-        self._values.clear()
-        if value is None:
-            raise RuntimeError(
-                f"The feature module {name!r} did not run in the forward pass, so there are no "
-                f"embeddings. Pass feature_module= the name of the classifier's last layer."
-            )
-        value = value.float().reshape(value.shape[0], -1) if value.ndim != 2 else value.float()
-        if value.shape[0] != batch_size:
-            raise RuntimeError(
-                f"The input of the feature module {name!r} has {value.shape[0]} rows for a batch "
-                f"of {batch_size} samples (shape {tuple(value.shape)}): it is not per-sample. "
-                f"Pass feature_module= the classifier's last layer."
-            )
-        return value
-
-    def remove(self) -> None:
-        for handle in self._handles.values():
-            handle.remove()
-        self._handles = {}
+def _describe(kind: str) -> str:
+    return {"causal_lm": "next-token (causal_lm)", "seq2seq": "position-wise (seq2seq/token)",
+            "token": "position-wise (token)"}.get(kind, kind)
 
 
 def batch_size_of(batch) -> int | None:

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -31,15 +31,10 @@ from ..identity import recording_identity
 from ..scoring import StreamingCLD
 from ..trajectories import LossTrajectories
 from .config import RecorderConfig, make_config
-from .gather import any_process, gather_arrays, place_by_index, shard_indices
-from .indexing import dataset_labels, model_input_columns
-from .losses import (
-    LABEL_KEYS,
-    LABELS_COPY_KEY,
-    batch_size_of,
-    default_per_sample_loss,
-    unwrap_model,
-)
+from .gather import (any_process, check_process_group, gather_arrays, place_by_index,
+                     shard_indices)
+from .indexing import add_group_column, model_input_columns, resolve_groups
+from .losses import LABEL_KEYS, PerSampleLoss, unwrap_model
 from .sweep import sweep_dataset, sweep_losses
 from .checkpoints import CheckpointMixin
 from .signals import TRAIN_SWEEP_FINALS, RecorderSignalsMixin
@@ -84,7 +79,10 @@ class LossRecorder(RecorderSignalsMixin, TrainPassMixin, CheckpointMixin):
         Collator of the rows (``transformers.default_data_collator`` by default); use the one of
         your training loader, e.g. ``DataCollatorWithPadding(tokenizer)`` for text.
     train_labels, query_labels : int arrays, optional
-        Labels given directly, for datasets without a label column (e.g. torch datasets).
+        Class ids given directly, for datasets without a label column (e.g. torch datasets).
+        Without classes, group by ``group_column=`` or pass ``label_free=True`` (see
+        :class:`~cld_hf.recording.indexing.Grouping`); token data without a class column is
+        label-free by default.
     metadata : dict, optional
         JSON-serialisable information kept in the store.
 
@@ -149,17 +147,21 @@ class LossRecorder(RecorderSignalsMixin, TrainPassMixin, CheckpointMixin):
             )
         self.accelerator = accelerator
         self.state = PartialState()
+        check_process_group(self.state)
         self.train_dataset = train_dataset
         self.query_dataset = query_dataset
-        self.per_sample_loss_fn = per_sample_loss
         self.eval_transform = eval_transform
         self.collate_fn = collate_fn
         self.output_dir = Path(output_dir)
         self.batch_size = self.config.sweep_batch_size or _DEFAULT_BATCH_SIZE
         self.num_workers = self.config.sweep_num_workers or 0
-        label_column = self.config.label_column
-        self.train_labels = dataset_labels(train_dataset, label_column, train_labels, "train")
-        self.query_labels = dataset_labels(query_dataset, label_column, query_labels, "query")
+        self.grouping, self.train_labels, self.query_labels = resolve_groups(
+            train_dataset, query_dataset, label_column=self.config.label_column,
+            group_column=self.config.group_column, label_free=self.config.label_free,
+            train_labels=train_labels, query_labels=query_labels)
+        self._loss = PerSampleLoss(per_sample_loss, loss_type=self.config.loss_type,
+                                   label_column=self.config.label_column,
+                                   classless=self.grouping.implicit)
         if len(self.train_labels) == 0:
             raise ValueError("train_dataset is empty: there is nothing to score.")
         if len(self.query_labels) == 0:
@@ -205,6 +207,12 @@ class LossRecorder(RecorderSignalsMixin, TrainPassMixin, CheckpointMixin):
         return self.config.signals
 
     @property
+    def loss_type(self) -> str:
+        """The per-sample loss in use: ``config.loss_type``, or what ``"auto"`` resolved to
+        from the model's outputs (``"auto"`` until the first batch)."""
+        return self._loss.resolved or self.config.loss_type
+
+    @property
     def is_main_process(self) -> bool:
         return self.state.is_main_process
 
@@ -246,10 +254,13 @@ class LossRecorder(RecorderSignalsMixin, TrainPassMixin, CheckpointMixin):
                     self._check_store(self.store)
                 else:
                     self.output_dir.mkdir(parents=True, exist_ok=True)
-                    meta = {"recorder": self.config.to_dict(), **(metadata or {})}
+                    meta = {"recorder": self.config.to_dict(),
+                            "grouping": self.grouping.to_dict(), **(metadata or {})}
                     self.store = LossTrajectories.create(
                         self.output_dir, self.train_labels, self.query_labels, metadata=meta,
-                        identity=recording_identity(self.train_dataset, self.train_labels, self.query_dataset, self.query_labels),
+                        identity=recording_identity(
+                            self.train_dataset, self.train_labels, self.query_dataset,
+                            self.query_labels, by_content=self.grouping.kind != "class"),
                         streaming=self.streaming, overwrite=exists)
             except (OSError, ValueError) as err:
                 error = err
@@ -268,24 +279,6 @@ class LossRecorder(RecorderSignalsMixin, TrainPassMixin, CheckpointMixin):
             self._last_epoch = self._snapshots[-1]["epoch"] if self._snapshots else None
             logger.info("Resuming the loss recording in %s at %d snapshot(s).", self.output_dir,
                         len(self._snapshots))
-
-    def _check_store(self, store: LossTrajectories) -> None:
-        if (store.num_train, store.num_query) != (self.num_train, self.num_query) or not (
-            np.array_equal(store.train_labels, self.train_labels)
-            and np.array_equal(store.query_labels, self.query_labels)
-        ):
-            raise ValueError(
-                f"The store in {str(self.output_dir)!r} was recorded for N={store.num_train} "
-                f"training and Q={store.num_query} query samples (or other labels); this recorder "
-                f"has N={self.num_train}, Q={self.num_query}. Ensure the same datasets are used "
-                f"to resume, or pass if_exists='overwrite' to start over."
-            )
-        if store.streaming != self.streaming:
-            raise ValueError(
-                f"The recording in {str(self.output_dir)!r} was made with streaming="
-                f"{store.streaming}, this recorder has streaming={self.streaming}: use the same "
-                f"setting to resume, or pass if_exists='overwrite'."
-            )
 
     def read_store(self) -> LossTrajectories:
         """The store, with the snapshots the main process wrote so far (on every process)."""
@@ -323,10 +316,9 @@ class LossRecorder(RecorderSignalsMixin, TrainPassMixin, CheckpointMixin):
 
     # ------------------------------------------------------------------ losses
     def per_sample_loss(self, outputs, batch, model=None) -> torch.Tensor:
-        """The loss of each sample of ``batch`` (shape ``(B,)``), as the recorder computes it.
-
-        Uses ``per_sample_loss`` when given, else
-        :func:`~cld_hf.recording.losses.default_per_sample_loss`.
+        """The loss of each sample of ``batch`` (shape ``(B,)``), as the recorder computes it
+        (:class:`~cld_hf.recording.losses.PerSampleLoss`: ``per_sample_loss`` when given, else
+        from the logits, the token loss checked against the model's own loss).
 
         Examples
         --------
@@ -336,28 +328,7 @@ class LossRecorder(RecorderSignalsMixin, TrainPassMixin, CheckpointMixin):
         >>> recorder.per_sample_loss(model(**batch), batch).shape
         torch.Size([2])
         """
-        if self.per_sample_loss_fn is not None:
-            losses = self.per_sample_loss_fn(outputs, batch)
-        else:
-            losses = default_per_sample_loss(outputs, self._with_labels(batch),
-                                             loss_type=self.config.loss_type, model=model)
-        if not isinstance(losses, torch.Tensor):
-            losses = torch.as_tensor(losses)
-        size = batch_size_of(batch)
-        if losses.ndim != 1 or (size is not None and losses.shape[0] != size):
-            raise ValueError(
-                f"per_sample_loss returned shape {tuple(losses.shape)} for a batch of {size} "
-                f"samples: return one loss per sample (reduction='none'), shape (B,)."
-            )
-        return losses.detach().float()
-
-    def _with_labels(self, batch):
-        """The batch with a custom label column also under ``labels``."""
-        col = self.config.label_column
-        if (col and isinstance(batch, Mapping) and col in batch
-                and not any(k in batch for k in (LABELS_COPY_KEY, *LABEL_KEYS))):
-            batch = {**batch, "labels": batch[col]}
-        return batch
+        return self._loss(outputs, batch, model)
 
     # ------------------------------------------------------------------ sweeps
     def _columns_for(self, model) -> frozenset | None:
@@ -383,7 +354,7 @@ class LossRecorder(RecorderSignalsMixin, TrainPassMixin, CheckpointMixin):
             collate_fn=self.collate_fn, columns=columns, batch_size=self.batch_size,
             num_workers=self.num_workers, device=self.device,
             autocast=getattr(self.accelerator, "autocast", None), signals=signals,
-            feature_module=self.config.feature_module, with_labels=self._with_labels,
+            feature_module=self.config.feature_module, with_labels=self._loss.with_labels,
             progress=self.config.progress and self.is_main_process, desc=desc)
         names = list(extras)
         idx, loss, *values = gather_arrays(idx, loss, *(extras[k] for k in names),
@@ -534,7 +505,8 @@ class LossRecorder(RecorderSignalsMixin, TrainPassMixin, CheckpointMixin):
             )
         scores = self.scores() if scores is None else scores
         trajectory = self.read_store().train_losses() if include_trajectory else None
-        return scored_dataset(self.train_dataset, scores, trajectory=trajectory)
+        scored = scored_dataset(self.train_dataset, scores, trajectory=trajectory)
+        return add_group_column(scored, self.grouping, self.train_labels)
 
     def __repr__(self) -> str:
         return (f"LossRecorder(output_dir={str(self.output_dir)!r}, mode={self.mode!r}, "

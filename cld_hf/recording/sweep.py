@@ -1,11 +1,19 @@
 """One eval-mode sweep of a dataset: this process's ``(index, loss, signals)`` for its shard.
 
-The sweep runs under ``torch.inference_mode`` (no autograd state is kept) and under a forked
+The sweep runs under ``torch.no_grad`` (no autograd state is kept; not ``torch.inference_mode``,
+whose tensors a sharded model would keep: FSDP's unsharded parameters made in an inference-mode
+forward cannot be updated by the training step that follows) and under a forked
 random-number generator (``torch.random.fork_rng``, CPU and the current CUDA device): building
 and iterating the sweep's ``DataLoader`` draws from torch's global RNG, which would otherwise
 change the dropout masks and shuffles of the training that follows. Recording therefore never
 changes the training it observes. Losses stay on the device until the end of the sweep (one
 transfer, not one per batch); ``pin_memory`` and non-blocking copies are used only on a GPU.
+
+A transformers model is run with ``use_cache=False`` (as the Trainer's training step does): a
+key/value cache is of no use to a loss, and with one transformers does not build the
+block-diagonal attention of padding-free (flattened) batches, so documents would attend to each
+other. Every process runs the same number of batches (the shards are padded), so a sharded
+model (FSDP), whose forward is collective, runs the sweep like any other.
 """
 
 from __future__ import annotations
@@ -17,7 +25,8 @@ import numpy as np
 import torch
 
 from .indexing import INDEX_KEY, IndexCollator, IndexedDataset, forward_parameters
-from .losses import FeatureCatcher, classification_signals, find_labels, find_logits, unwrap_model
+from .features import FeatureCatcher, classification_signals
+from .losses import base_model_of, find_labels, find_logits, unwrap_model
 
 __all__ = ["sweep_losses", "sweep_dataset", "preserved_rng"]
 
@@ -87,10 +96,10 @@ def sweep_losses(model, dataset, shard: list[int], real: int, *,
     autocast : callable, optional
         A context manager factory for mixed precision (``accelerator.autocast``).
     signals : iterable of str
-        Per-batch signals (:func:`~cld_hf.recording.losses.classification_signals` names and
+        Per-batch signals (:func:`~cld_hf.recording.features.classification_signals` names and
         ``embeddings``), returned as ``{name: array with one row per shard item}``.
     feature_module : str or torch.nn.Module, optional
-        See :func:`~cld_hf.recording.losses.find_feature_module`.
+        See :func:`~cld_hf.recording.features.find_feature_module`.
     with_labels : callable
         Maps a batch to one whose labels the signals find (a custom label column).
     progress : bool
@@ -135,6 +144,7 @@ def sweep_losses(model, dataset, shard: list[int], real: int, *,
         num_workers=num_workers, pin_memory=on_gpu,
     )
     accepted = forward_parameters(net)  # None: forward takes **kwargs, pass the whole batch
+    no_cache = _takes_use_cache(net, accepted)
     signals = list(signals)
     batch_signals = [n for n in signals if n != "embeddings"]
     was_training = net.training
@@ -143,17 +153,20 @@ def sweep_losses(model, dataset, shard: list[int], real: int, *,
     catcher = FeatureCatcher(net, feature_module) if "embeddings" in signals else None
     bar = tqdm(total=len(loader), desc=desc, unit="batch", leave=False, disable=not progress)
     try:
-        with preserved_rng(device), torch.inference_mode():
+        with preserved_rng(device), torch.no_grad():
             net.eval()
             for batch in loader:
                 index = batch.pop(INDEX_KEY)
                 batch = _to_device(batch, device, non_blocking=on_gpu)
                 inputs = batch if accepted is None else {
                     k: v for k, v in batch.items() if k in accepted}
+                if no_cache:
+                    inputs = {**inputs, "use_cache": False}
                 with autocast() if callable(autocast) else contextlib.nullcontext():
                     outputs = net(**inputs)
                 out_index.append(index)
-                out_loss.append(per_sample_loss(outputs, batch, net))
+                # The index tells the loss how many samples a flattened (padding-free) batch holds.
+                out_loss.append(per_sample_loss(outputs, {**batch, INDEX_KEY: index}, net))
                 if signals:
                     logits = find_logits(outputs)
                     values = classification_signals(logits, find_labels(with_labels(batch)),
@@ -173,6 +186,13 @@ def sweep_losses(model, dataset, shard: list[int], real: int, *,
     idx[real:] = -1  # the repeated items that evened out the shards
     extras = {name: torch.cat(parts).cpu().numpy() for name, parts in out_signals.items()}
     return idx, loss, extras
+
+
+def _takes_use_cache(net, accepted) -> bool:
+    config = getattr(base_model_of(net), "config", None)
+    if getattr(config, "use_cache", None) is None:
+        return False
+    return accepted is None or "use_cache" in accepted
 
 
 def _to_device(batch, device, *, non_blocking: bool):

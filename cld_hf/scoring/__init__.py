@@ -41,7 +41,7 @@ gives exactly zero variance.
 """
 
 from .batch import class_query_trajectories, cld_scores
-from .common import class_score_summary, snapshot_window
+from .common import class_score_summary, format_score_summary, snapshot_window
 from .streaming import StreamingCLD
 
 __all__ = [
@@ -50,4 +50,5 @@ __all__ = [
     "snapshot_window",
     "class_query_trajectories",
     "class_score_summary",
+    "format_score_summary",
 ]

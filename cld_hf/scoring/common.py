@@ -262,3 +262,45 @@ def class_score_summary(scores, labels) -> dict[int, dict[str, float]]:
                        "std": float(part.std()), "min": float(part.min()),
                        "max": float(part.max())}
     return out
+
+
+def format_score_summary(summary: dict, class_names=None, *, max_rows: int = 20,
+                         header: str = "class", max_name: int = 24) -> str:
+    """A compact per-class table of :func:`class_score_summary` (class names when given; the
+    classes with the lowest and highest mean when there are more than ``max_rows``).
+    ``header="group"`` for groups. The name column is as wide as the longest name shown, up to
+    ``max_name`` characters (longer names are cut with ``...``).
+
+    Examples
+    --------
+    >>> print(format_score_summary({0: {"count": 2, "mean": 0.5, "std": 0.1, "min": 0.4,
+    ...                                 "max": 0.6}}, ["cat"]))
+    class  count    mean     std     min     max
+    cat        2  0.5000  0.1000  0.4000  0.6000
+    >>> print(format_score_summary({0: {"count": 1, "mean": 0.0, "std": 0.0, "min": 0.0,
+    ...                                 "max": 0.0}}, ["aquarium_fish"]).splitlines()[1])
+    aquarium_fish      1  0.0000  0.0000  0.0000  0.0000
+    """
+    items = list(summary.items())
+    if len(items) > max_rows:
+        by_mean = sorted(items, key=lambda kv: kv[1]["mean"])
+        half = max_rows // 2
+        items = by_mean[:half] + [None] + by_mean[-half:]
+
+    def name_of(c) -> str:
+        known = class_names is not None and 0 <= c < len(class_names)
+        name = str(class_names[c]) if known else str(c)
+        return name if len(name) <= max_name else name[: max_name - 3] + "..."
+
+    names = {item[0]: name_of(item[0]) for item in items if item is not None}
+    width = max([len(header), 3, *map(len, names.values())])
+    lines = [f"{header:<{width}} {'count':>5} {'mean':>7} {'std':>7} {'min':>7} {'max':>7}"]
+    for item in items:
+        if item is None:
+            plural = f"{header}es" if header.endswith("s") else f"{header}s"
+            lines.append(f"{'...':<{width}} ({len(summary) - 2 * (max_rows // 2)} more {plural})")
+            continue
+        c, s = item
+        lines.append(f"{names[c]:<{width}} {s['count']:>5} {s['mean']:>7.4f} {s['std']:>7.4f} "
+                     f"{s['min']:>7.4f} {s['max']:>7.4f}")
+    return "\n".join(lines)
