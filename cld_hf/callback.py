@@ -50,11 +50,12 @@ from .recording.indexing import (
 )
 from .recording.recorder import LossRecorder
 from .scoring import StreamingCLD, class_score_summary, format_score_summary
+from .trainer_data import default_sweep_batch_size, training_rows
 from .trl import check_sft_recording, is_packed, is_sft_trainer, sft_documents
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["CLDCallback", "format_score_summary"]
+__all__ = ["CLDCallback", "default_sweep_batch_size", "format_score_summary"]
 
 
 class CLDCallback(TrainerCallback):
@@ -71,8 +72,10 @@ class CLDCallback(TrainerCallback):
     config : RecorderConfig, optional
         The recording options (:class:`~cld_hf.recording.config.RecorderConfig`); keyword
         ``**options`` (``mode="train_pass"``, ``every_n_epochs=2``, ``group_column="source"``,
-        ``label_free=True``, ...) override its fields. ``sweep_batch_size`` defaults to
-        ``per_device_eval_batch_size``, ``sweep_num_workers`` to ``dataloader_num_workers``.
+        ``label_free=True``, ...) override its fields. ``sweep_batch_size`` defaults to the
+        larger of ``per_device_eval_batch_size`` and twice ``per_device_train_batch_size``
+        (:func:`default_sweep_batch_size`: a sweep keeps no activations for a backward pass),
+        ``sweep_num_workers`` to ``dataloader_num_workers``.
     output_dir : str or os.PathLike, optional
         Where the recording goes; ``<TrainingArguments.output_dir>/cld`` by default.
     trainer : transformers.Trainer, optional
@@ -313,64 +316,8 @@ class CLDCallback(TrainerCallback):
         """The training set the sweeps record (sweep mode), checked against the query set."""
         if self._documents is not None:
             return self._documents
-        train = getattr(train_dataloader, "dataset", None)
-        if train is None:
-            raise ValueError(
-                "CLDCallback needs the Trainer's training data loader to record losses; the "
-                "Trainer has none. Pass Trainer(..., train_dataset=train_ds)."
-            )
-        if not hasattr(train, "__len__"):
-            raise TypeError(
-                f"The training set is a {type(train).__name__} without a length: the "
-                f"recorder needs a map-style dataset (a datasets.Dataset, not an "
-                f"IterableDataset) so that every sample has an index."
-            )
-        if is_packed(train):
-            raise ValueError(
-                "The training rows are packs of several documents (a 'seq_lengths' column: TRL's "
-                "SFTConfig(packing=True)), so a loss per row is not a loss per document. Give the "
-                "callback the trainer and the documents: trainer.add_callback(CLDCallback("
-                "query_docs, trainer=trainer, train_dataset=train_docs)), or train with "
-                "packing=False."
-            )
-        full = getattr(self._trainer, "train_dataset", None)
-        if is_sft_trainer(self._trainer) and full is not None and len(full) == len(train) and (
-                not is_packed(full)):
-            train = full  # the same prepared rows, with the columns of the documents (text, ...)
-        columns = list(getattr(train, "column_names", None) or ())
-        needed = [c for c in (self.config.label_column, self.config.group_column) if c]
-        missing = [c for c in needed if columns and c not in columns]
-        if missing and full is not None and len(full) == len(train) and all(
-                c in (getattr(full, "column_names", None) or ()) for c in missing):
-            train = full  # the Trainer's own train_dataset still has the column
-        elif missing:
-            option = "label_column" if missing[0] == self.config.label_column else "group_column"
-            other = (" or name the class column 'labels' or 'label', or pass "
-                     "TrainingArguments(remove_unused_columns=False)" if option == "label_column"
-                     else "")
-            raise ValueError(
-                f"{option} {missing[0]!r} is not in the training set the Trainer feeds the model "
-                f"(columns {columns}): the Trainer removed it (remove_unused_columns=True drops "
-                f"columns the model's forward does not take). Pass the trainer so the callback "
-                f"reads it from trainer.train_dataset: trainer.add_callback(CLDCallback(query, "
-                f"trainer=trainer, {option}={missing[0]!r})){other}."
-            )
-        query_columns = set(self.query_dataset.column_names)
-        lacking = [c for c in ("input_ids", "decoder_input_ids", "pixel_values")
-                   if c in columns and c not in query_columns]
-        if lacking:
-            sft = "SFTConfig" in type(args).__name__
-            raise ValueError(
-                f"The training rows the trainer feeds the model have {lacking}, the query set "
-                f"does not (its columns: {sorted(query_columns)}): "
-                + ("TRL's SFTTrainer prepares its train_dataset itself (tokenisation, EOS, "
-                   "completion masks). Pass the trainer so the callback prepares the raw query "
-                   "set the same way: trainer = SFTTrainer(...); trainer.add_callback("
-                   "CLDCallback(query_docs, trainer=trainer))." if sft else
-                   "give the query set in the same format as the training set (the same "
-                   "tokenisation or transform).")
-            )
-        return train
+        return training_rows(train_dataloader, self._trainer, self.config, self.query_dataset,
+                             args)
 
     def on_train_begin(self, args, state, control, model=None, train_dataloader=None, **kwargs):
         if self.config.mode == "train_pass":
@@ -398,7 +345,7 @@ class CLDCallback(TrainerCallback):
             if columns is not None:
                 columns = sorted((columns | set(args.label_names or ())) - {INDEX_KEY})
         config = make_config(self.config, {
-            "sweep_batch_size": self.config.sweep_batch_size or args.per_device_eval_batch_size,
+            "sweep_batch_size": self.config.sweep_batch_size or default_sweep_batch_size(args),
             "sweep_num_workers": (self.config.sweep_num_workers
                                   if self.config.sweep_num_workers is not None
                                   else args.dataloader_num_workers),

@@ -101,7 +101,10 @@ def record_trainer_run(out: Path):
     train = Dataset.from_dict({"x": xtr.tolist(), "label": ytr.tolist()})
     query = Dataset.from_dict({"x": xq.tolist(), "label": yq.tolist()})
     torch.manual_seed(0)
-    cld = CLDCallback(query, progress=False, log_summary=False, output_dir=out / "store")
+    # cld-hf 0.1 swept in batches of per_device_eval_batch_size (8 by default); the callback's
+    # default is now twice the training batch, so the old batch size is named here
+    cld = CLDCallback(query, progress=False, log_summary=False, output_dir=out / "store",
+                      sweep_batch_size=8)
     args = TrainingArguments(str(out / "tr"), num_train_epochs=5, per_device_train_batch_size=8,
                              learning_rate=0.1, optim="sgd", use_cpu=True, report_to=[],
                              disable_tqdm=True, logging_strategy="no", save_strategy="no", seed=0)

@@ -106,8 +106,8 @@ class RecorderConfig:
             (`"overwrite"`, the only way a recording is ever deleted), or continue it
             (`"resume"`).
         sweep_batch_size (`int`, *optional*):
-            Per-process batch size of the sweeps (recorder: 64; callback: the Trainer's
-            `per_device_eval_batch_size`).
+            Per-process batch size of the sweeps (recorder: 64; callback: the larger of the
+            Trainer's `per_device_eval_batch_size` and twice its `per_device_train_batch_size`).
         sweep_num_workers (`int`, *optional*):
             DataLoader workers of the sweeps (callback: the Trainer's `dataloader_num_workers`).
         remove_unused_columns (`bool`, *optional*, defaults to `True`):
@@ -171,7 +171,8 @@ class RecorderConfig:
     if_exists: Literal["error", "overwrite", "resume"] = field(default="error", metadata={
         "help": "output_dir holds a recording: 'error', 'overwrite' (delete it) or 'resume'"})
     sweep_batch_size: int | None = field(default=None, metadata={
-        "help": "per-process sweep batch size (default: 64, or the Trainer's eval batch size)"})
+        "help": "per-process sweep batch size (default: 64; with a Trainer, the larger of its "
+                "eval batch size and twice its training batch size)"})
     sweep_num_workers: int | None = field(default=None, metadata={
         "help": "sweep DataLoader workers (default: 0, or the Trainer's)"})
     remove_unused_columns: bool = field(default=True, metadata={

@@ -128,7 +128,7 @@ class RecorderSignalsMixin:
         shard, real = shard_indices(np.arange(n), self.state)
         columns = self._columns_for(model)
         common = dict(collate_fn=self.collate_fn, columns=columns, batch_size=self.batch_size,
-                      device=self.device, with_labels=self._with_labels)
+                      device=self.device, with_labels=self._loss.with_labels)
         data = sweep_dataset(self.train_dataset, eval_transform=self.eval_transform,
                              columns=columns)
         if name == "curvature":
