@@ -204,6 +204,29 @@ def check_real_array(arr, name: str, *, ndim: int = 2, layout: str = "(samples, 
     return a
 
 
+def check_trajectory_pair(train_losses, query_losses) -> tuple[np.ndarray, np.ndarray]:
+    """The training and query loss trajectories: two 2-D real arrays with the same snapshots.
+
+    Examples
+    --------
+    >>> train, query = check_trajectory_pair([[1.0, 0.5]], [[2.0, 1.0], [1.0, 0.9]])
+    >>> train.shape, query.shape
+    ((1, 2), (2, 2))
+    >>> check_trajectory_pair([[1.0, 0.5]], [[2.0, 1.0, 0.4]])
+    Traceback (most recent call last):
+    ...
+    ValueError: train_losses has 2 snapshots (columns) but query_losses has 3; record the ...
+    """
+    train = check_real_array(train_losses, "train_losses")
+    query = check_real_array(query_losses, "query_losses")
+    if query.shape[1] != train.shape[1]:
+        raise ValueError(
+            f"train_losses has {train.shape[1]} snapshots (columns) but query_losses has "
+            f"{query.shape[1]}; record the training and query losses at the same snapshots."
+        )
+    return train, query
+
+
 def raise_non_finite(name: str, arr: np.ndarray, bad_rows, *, snapshot=None, fix: str) -> None:
     """Raise the error for NaN/inf values in the rows ``bad_rows`` of ``arr``, naming them.
 

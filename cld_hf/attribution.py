@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._validation import check_bool, check_int, check_labels, check_real_array
+from ._validation import (check_bool, check_int, check_labels, check_real_array,
+                          check_trajectory_pair)
 from .scoring.common import raise_non_finite_losses as _raise_non_finite
 from .scoring.common import snapshot_window, zero_variance as _zero_variance
 
@@ -181,14 +182,8 @@ def cld_attribution(
     >>> cld_attribution(train, query, train_index=[2, 0], out=mm)[0].tolist()
     [0.0, 0.0]
     """
-    train = check_real_array(train_losses, "train_losses")
-    query = check_real_array(query_losses, "query_losses")
+    train, query = check_trajectory_pair(train_losses, query_losses)
     n, s = train.shape
-    if query.shape[1] != s:
-        raise ValueError(
-            f"train_losses has {s} snapshots (columns) but query_losses has {query.shape[1]}; "
-            f"record the training and query losses at the same snapshots."
-        )
     tidx = _check_index("train_index", train_index, n, "train_losses")
     qidx = _check_index("query_index", query_index, query.shape[0], "query_losses")
     columns = snapshot_window(s, first=first, every=every)

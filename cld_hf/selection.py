@@ -20,6 +20,7 @@ __all__ = [
     "select_top_per_class",
     "select_random_per_class",
     "check_budgets",
+    "check_scores",
 ]
 
 Balance = Literal["equal", "proportional"]
@@ -166,6 +167,34 @@ def check_budgets(budgets, labels) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return classes, counts, k_of_class
 
 
+def check_scores(scores, labels) -> tuple[np.ndarray, np.ndarray]:
+    """``(scores as float64 with NaN -> -inf, labels)``: one score per label; NaN scores rank
+    below every other score (a logged warning says how many).
+
+    Examples
+    --------
+    >>> sc, lab = check_scores([0.5, float("nan")], [0, 1])
+    >>> sc.tolist(), lab.tolist()
+    ([0.5, -inf], [0, 1])
+    >>> check_scores([0.5], [0, 1])
+    Traceback (most recent call last):
+    ...
+    ValueError: scores has shape (1,) but labels has 2 entries; pass one score per sample, ...
+    """
+    lab = check_labels(labels, "labels")
+    sc = np.asarray(scores, dtype=np.float64)
+    if sc.ndim != 1 or len(sc) != len(lab):
+        raise ValueError(
+            f"scores has shape {sc.shape} but labels has {len(lab)} entries; pass one score per "
+            f"sample, computed on the same dataset in the same order."
+        )
+    nan = np.isnan(sc)
+    if nan.any():
+        logger.warning("%d NaN score(s) are ranked below every other score.", int(nan.sum()))
+        sc = np.where(nan, -np.inf, sc)
+    return sc, lab
+
+
 def select_top_per_class(
     scores,
     labels,
@@ -206,22 +235,12 @@ def select_top_per_class(
     >>> select_top_per_class(scores, labels, budgets={0: 1, 1: 2}).tolist()
     [1, 3, 5]
     """
-    lab = check_labels(labels, "labels")
-    sc = np.asarray(scores, dtype=np.float64)
-    if sc.ndim != 1 or len(sc) != len(lab):
-        raise ValueError(
-            f"scores has shape {sc.shape} but labels has {len(lab)} entries; pass one score per "
-            f"sample, computed on the same dataset in the same order."
-        )
+    sc, lab = check_scores(scores, labels)
     if budgets is None:
         budgets = class_budgets(lab, fraction=fraction, size=size, balance=balance)
     elif fraction is not None or size is not None:
         raise ValueError("Pass either budgets= or fraction=/size=, not both.")
     classes, counts, k_of_class = check_budgets(budgets, lab)
-    nan = np.isnan(sc)
-    if nan.any():
-        logger.warning("%d NaN score(s) are ranked below every other score.", int(nan.sum()))
-        sc = np.where(nan, -np.inf, sc)
     codes = np.searchsorted(classes, lab)
     order = np.lexsort((np.arange(len(sc)), -sc, codes))  # class, then score desc, then index
     starts = np.concatenate([[0], np.cumsum(counts)[:-1]])

@@ -55,6 +55,7 @@ def _shape(scale: float) -> dict:
 def _signal_bytes(name: str, n: int, c: int, q: int) -> int:
     per_row = {
         "correct": SNAPSHOTS, "true_prob": 4 * SNAPSHOTS, "margin": 4 * SNAPSHOTS,
+        "loss": 4 * SNAPSHOTS,
         "el2n": 4 * SNAPSHOTS, "grad_projection": 4 * SNAPSHOTS, "tdds_kl": 4 * SNAPSHOTS,
         "embeddings": 4 * DIM, "probs": 4 * c, "curvature": 4 * PROBES, "boundary_steps": 8,
     }
@@ -72,7 +73,7 @@ def _needed(method: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys((*spec.signals, *extra)))
 
 
-_PER_SNAPSHOT = ("correct", "true_prob", "margin", "el2n", "grad_projection", "tdds_kl")
+_PER_SNAPSHOT = ("correct", "true_prob", "margin", "loss", "el2n", "grad_projection", "tdds_kl")
 
 
 def _inputs_gib(method: str, scale: float) -> float:

@@ -1111,6 +1111,8 @@ def test_bench_script_generates_every_signal_and_runs_every_method_small():
         row = bench.run_one(method, 0.0005, 0.1)  # N = 634, 12 classes
         assert row["k"] == 63 or row["k"] == 64, method
         assert row["inputs_gib"] >= 0 and row["seconds"] >= 0
+        # the memory plan of the full-scale run knows every signal the method reads
+        assert bench._needs_gib(method, 1.0) > bench._inputs_gib(method, 1.0) > 0, method
     table = bench.markdown([row, {"method": "aum", "scale": 1.0, "error": "timeout"}])
     assert table.splitlines()[0].startswith("| method | Appendix E cost |")
     assert "| aum |" in table and "timeout" in table

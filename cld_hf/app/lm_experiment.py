@@ -203,7 +203,9 @@ def length_matched_random(labels, lengths, reference, *, bins: int = 8, seed: in
 
 
 def _existing_outputs(out: Path) -> list[Path]:
-    return sorted(p for pattern in OUTPUTS for p in out.glob(pattern)) if out.is_dir() else []
+    from ..cli.common import existing_outputs
+
+    return existing_outputs(out, OUTPUTS)
 
 
 def _check_output_dir(args) -> Path:
@@ -221,12 +223,9 @@ def _check_output_dir(args) -> Path:
 
 
 def _prepare_output_dir(out: Path) -> Path:
-    for path in _existing_outputs(out):
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
-        else:
-            path.unlink()
-    out.mkdir(parents=True, exist_ok=True)
+    from ..cli.common import remove_outputs
+
+    remove_outputs(out, OUTPUTS)
     return out
 
 

@@ -9,21 +9,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from .results import fraction_table_lines
+
 __all__ = ["perplexity_markdown", "tokens_markdown", "paired_differences", "paired_markdown"]
-
-
-
-def _cells(rows, key, fmt):
-    methods = list(dict.fromkeys(r["method"] for r in rows))
-    fractions = sorted({float(r["fraction"]) for r in rows})
-    lines = ["| fraction | " + " | ".join(methods) + " |", "|---" * (len(methods) + 1) + "|"]
-    for f in fractions:
-        cells = []
-        for m in methods:
-            v = [r[key] for r in rows if r["method"] == m and float(r["fraction"]) == f]
-            cells.append(fmt(v) if v else "-")
-        lines.append(f"| {100 * f:g}% | " + " | ".join(cells) + " |")
-    return lines
 
 
 def perplexity_markdown(rows, *, full_perplexity=None) -> str:
@@ -42,7 +30,7 @@ def perplexity_markdown(rows, *, full_perplexity=None) -> str:
     <BLANKLINE>
     Full training set: 41.00 ± 1.00
     """
-    lines = _cells(rows, "perplexity", lambda v: f"{np.mean(v):.2f} ± {np.std(v):.2f}")
+    lines = fraction_table_lines(rows, "perplexity", lambda v: f"{np.mean(v):.2f} ± {np.std(v):.2f}")
     if full_perplexity:
         lines.append(f"\nFull training set: {np.mean(full_perplexity):.2f} ± "
                      f"{np.std(full_perplexity):.2f}")
@@ -64,7 +52,7 @@ def tokens_markdown(rows, *, full_tokens: int | None = None) -> str:
     <BLANKLINE>
     Full training set: 45.0k
     """
-    lines = _cells(rows, "tokens", lambda v: f"{np.mean(v) / 1000:.1f}k")
+    lines = fraction_table_lines(rows, "tokens", lambda v: f"{np.mean(v) / 1000:.1f}k")
     if full_tokens is not None:
         lines.append(f"\nFull training set: {full_tokens / 1000:.1f}k")
     return "\n".join(lines)

@@ -41,9 +41,12 @@ def _pyplot():
     return plt
 
 
-def _finish(plt, fig, path):
-    """Write ``fig`` to ``path`` (PNG, parents created) and close it; ``path=None``: return it."""
+def _finish(plt, fig, path, **adjust):
+    """Write ``fig`` to ``path`` (PNG, parents created) and close it; ``path=None``: return it.
+    ``adjust``: ``fig.subplots_adjust`` options applied after the tight layout."""
     fig.tight_layout()
+    if adjust:
+        fig.subplots_adjust(**adjust)
     if path is None:
         return fig
     path = Path(path)
@@ -502,13 +505,5 @@ def plot_kept_and_dropped(get_image: Callable[[int], np.ndarray], scores, labels
                           f"red: dropped first); numbers are CLD scores"
                           + ("; thick red frame: flipped label" if noisy is not None else ""),
                  fontsize=9)
-    fig.tight_layout()
-    top = 1 - 0.75 / fig.get_figheight()
-    fig.subplots_adjust(left=0.12, wspace=0.08, hspace=0.45, top=top)
-    if path is None:
-        return fig
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-    return path
+    return _finish(plt, fig, path, left=0.12, wspace=0.08, hspace=0.45,
+                   top=1 - 0.75 / fig.get_figheight())

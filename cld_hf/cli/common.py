@@ -111,6 +111,25 @@ SAVED_DATASET_OUTPUTS = ("data-*.arrow", "state.json", "dataset_info.json", "dat
 ``--overwrite-output-dir`` removes there."""
 
 
+def add_dataset_output_arguments(parser, what: str) -> None:
+    """``-o/--output-dir`` (required) and ``--overwrite-output-dir`` for a command that saves
+    ``what`` (a dataset) with ``save_to_disk``; :func:`check_output_dir` applies the rule.
+
+    Examples
+    --------
+    >>> import argparse
+    >>> p = argparse.ArgumentParser()
+    >>> add_dataset_output_arguments(p, "the coreset")
+    >>> p.parse_args(["-o", "out", "--overwrite"])
+    Namespace(output_dir='out', overwrite_output_dir=True)
+    """
+    parser.add_argument("-o", "--output-dir", required=True,
+                        help=f"where to save {what} (refused when it exists and is not empty, "
+                        "unless --overwrite-output-dir)")
+    parser.add_argument("--overwrite-output-dir", "--overwrite", action="store_true",
+                        help="write into an existing -o, removing only a saved dataset there")
+
+
 def existing_outputs(directory, outputs) -> list[Path]:
     """The paths in ``directory`` that match the glob patterns ``outputs``.
 

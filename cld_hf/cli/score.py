@@ -7,6 +7,7 @@ import argparse
 from .common import (
     RUN_INFO_FILE,
     SAVED_DATASET_OUTPUTS,
+    add_dataset_output_arguments,
     check_output_dir,
     positive_int,
     read_run_info,
@@ -34,11 +35,7 @@ def register(subparsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("store", help="directory of a LossTrajectories store (holds store.json)")
-    p.add_argument("-o", "--output-dir", required=True,
-                   help="where to save the scored dataset (refused when it exists and is not "
-                   "empty, unless --overwrite-output-dir)")
-    p.add_argument("--overwrite-output-dir", "--overwrite", action="store_true",
-                   help="write into an existing -o, removing only a saved dataset there")
+    add_dataset_output_arguments(p, "the scored dataset")
     p.add_argument("--dataset", default=None,
                    help="the training dataset (save_to_disk directory) the store was recorded on; "
                    "its columns are kept. Without it the output holds sample_index, label, scores")

@@ -8,6 +8,7 @@ from .common import (
     RUN_INFO_FILE,
     SAVED_DATASET_OUTPUTS,
     UsageError,
+    add_dataset_output_arguments,
     check_output_dir,
     fraction_type,
     positive_int,
@@ -37,11 +38,7 @@ def register(subparsers) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument("scored", help="a scored dataset directory (from cld-hf score or run)")
-    p.add_argument("-o", "--output-dir", required=True,
-                   help="where to save the coreset (refused when it exists and is not empty, "
-                   "unless --overwrite-output-dir)")
-    p.add_argument("--overwrite-output-dir", "--overwrite", action="store_true",
-                   help="write into an existing -o, removing only a saved dataset there")
+    add_dataset_output_arguments(p, "the coreset")
     size = p.add_mutually_exclusive_group(required=True)
     size.add_argument("--fraction", type=fraction_type, help="coreset size as a share, e.g. 0.1")
     size.add_argument("--size", type=positive_int, help="coreset size in samples")

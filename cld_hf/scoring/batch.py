@@ -10,7 +10,7 @@ import numpy as np
 from .._validation import (
     check_int,
     check_labels,
-    check_real_array,
+    check_trajectory_pair,
 )
 
 logger = logging.getLogger(__name__)
@@ -180,14 +180,8 @@ def cld_scores(
     """
     check_policy(missing_query_class)
     check_normalize(normalize)
-    train = check_real_array(train_losses, "train_losses")
-    query = check_real_array(query_losses, "query_losses")
+    train, query = check_trajectory_pair(train_losses, query_losses)
     n, s = train.shape
-    if query.shape[1] != s:
-        raise ValueError(
-            f"train_losses has {s} snapshots (columns) but query_losses has {query.shape[1]}; "
-            f"record the training and query losses at the same snapshots."
-        )
     tlab = check_labels(train_labels, "train_labels", n)
     qlab = check_labels(query_labels, "query_labels", query.shape[0])
     columns = snapshot_window(s, first=first, every=every)

@@ -14,11 +14,11 @@ from .._validation import (
     check_int,
     check_real_array,
 )
-from ..selection import check_budgets
+from ..selection import check_budgets, check_scores
+from .noise import (FLOOR_EPS, check_finite, noise_rate_or_estimate, random_keys,
+                    suspected_noise, top_by)
 
 logger = logging.getLogger(__name__)
-
-from .noise import FLOOR_EPS, check_finite, check_scores, noise_rate_or_estimate, random_keys, suspected_noise, top_by
 
 
 def _kmeans(x: np.ndarray, m: int, rng: np.random.Generator, max_iter: int) -> np.ndarray:

@@ -11,11 +11,10 @@ import numpy as np
 from .._validation import (
     check_float,
     check_int,
-    check_labels,
     check_real_array,
     raise_non_finite,
 )
-from ..selection import check_budgets, select_random_per_class, select_top_per_class
+from ..selection import check_budgets, check_scores, select_random_per_class, select_top_per_class
 
 logger = logging.getLogger(__name__)
 
@@ -26,22 +25,6 @@ FLOOR_EPS = 1e-9
 # --------------------------------------------------------------------------------------------
 # Checks
 # --------------------------------------------------------------------------------------------
-
-
-def check_scores(scores, labels) -> tuple[np.ndarray, np.ndarray]:
-    """``(scores as float64 with NaN -> -inf, labels)``, one score per label."""
-    lab = check_labels(labels, "labels")
-    sc = np.asarray(scores, dtype=np.float64)
-    if sc.ndim != 1 or len(sc) != len(lab):
-        raise ValueError(
-            f"scores has shape {sc.shape} but labels has {len(lab)} entries; pass one score per "
-            f"sample, computed on the same dataset in the same order."
-        )
-    nan = np.isnan(sc)
-    if nan.any():
-        logger.warning("%d NaN score(s) are ranked below every other score.", int(nan.sum()))
-        sc = np.where(nan, -np.inf, sc)
-    return sc, lab
 
 
 def check_finite(name: str, arr: np.ndarray, fix: str) -> np.ndarray:

@@ -394,10 +394,6 @@ def check_fractions(name: str, values, *, upper_open: bool = True) -> list[float
 # ------------------------------------------------------------------------------ outputs
 
 
-def _existing(out: Path, outputs) -> list[Path]:
-    return sorted(p for pattern in outputs for p in out.glob(pattern)) if out.is_dir() else []
-
-
 def check_output_dir(output_dir, outputs, *, overwrite: bool) -> Path:
     """Before anything is loaded: refuse to write over a previous study's outputs unless asked.
 
@@ -420,7 +416,9 @@ def check_output_dir(output_dir, outputs, *, overwrite: bool) -> Path:
     out = Path(output_dir)
     if out.exists() and not out.is_dir():
         raise NotADirectoryError(f"output_dir {str(out)!r} is a file; pass a directory.")
-    existing = _existing(out, outputs)
+    from ...cli.common import existing_outputs
+
+    existing = existing_outputs(out, outputs)
     if existing and not overwrite:
         raise FileExistsError(
             f"output_dir {str(out)!r} holds the outputs of a previous study "
@@ -443,14 +441,10 @@ def prepare_output_dir(output_dir, outputs) -> Path:
     >>> sorted(p.name for p in prepare_output_dir(d, ["results.md"]).iterdir())
     ['notes.txt']
     """
-    out = Path(output_dir)
-    for path in _existing(out, outputs):
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
-        else:
-            path.unlink()
-    out.mkdir(parents=True, exist_ok=True)
-    return out
+    from ...cli.common import remove_outputs
+
+    remove_outputs(output_dir, outputs)
+    return Path(output_dir)
 
 
 def run_info(command: str | None = None) -> dict:
