@@ -68,7 +68,7 @@ def make_parser(prog: str | None = None) -> argparse.ArgumentParser:
     p.add_argument("--strategies", nargs="+", default=list(STRATEGIES),
                    help="names of cld_hf.strategies.STRATEGIES, the variants "
                         f"{sorted(VARIANTS)}, and 'top_query_spread' (top-k of "
-                        "cld_scores(..., normalize='query_spread')) where that exists")
+                        "cld_scores(..., normalize='query_spread'))")
     p.add_argument("--proxy_epochs", type=int, default=15)
     p.add_argument("--digits_target_epochs", type=int, default=TARGET_EPOCHS["digits"])
     p.add_argument("--mnist1d_target_epochs", type=int, default=TARGET_EPOCHS["mnist1d"])
@@ -267,8 +267,6 @@ def main(argv: list[str] | None = None) -> int:
         return 0
 
     # Library and application imports, in one place.
-    import inspect
-
     import torch
     from transformers import set_seed
 
@@ -288,13 +286,8 @@ def main(argv: list[str] | None = None) -> int:
     from cld_hf.strategies import STRATEGIES as REGISTRY
     from cld_hf.strategies import select_with_strategy
 
-    has_query_spread = "normalize" in inspect.signature(cld_scores).parameters
     strategies = []
     for name in args.strategies:
-        if name == "top_query_spread" and not has_query_spread:
-            logger.warning("cld_scores has no normalize= option in this checkout: "
-                           "top_query_spread skipped.")
-            continue
         if name != "top_query_spread" and name not in REGISTRY and name not in VARIANTS:
             raise SystemExit(f"--strategies: {name!r} is not one of {list(REGISTRY)}, "
                              f"{sorted(VARIANTS)} or 'top_query_spread'.")

@@ -189,15 +189,23 @@ def fig_compare_mnist1d(tmp: Path) -> tuple[str, str]:
                     "--target_epochs", "12")
 
 
-def fig_strategies(tmp: Path) -> tuple[str, str]:
+def _strategies(tmp: Path, *options: str) -> tuple[str, str]:
     out = tmp / "strategies"
-    cmd = python("scripts/compare_strategies.py", "--seeds", "20", "--threads", "1",
+    cmd = python("scripts/compare_strategies.py", "--seeds", "20", "--threads", "1", *options,
                  "--output_dir", out)
     run(cmd, timeout=6 * 3600)
     text = (out / "results.md").read_text()
     table = text[text.index("| setting |"):]
     table = table[: table.index("\n\n")] if "\n\n" in table else table
     return table.strip(), shlex.join(cmd[1:]).replace(str(out), "strategies")
+
+
+def fig_strategies(tmp: Path) -> tuple[str, str]:
+    return _strategies(tmp)
+
+
+def fig_query_spread(tmp: Path) -> tuple[str, str]:
+    return _strategies(tmp, "--noise", "0", "--strategies", "top", "top_query_spread", "random")
 
 
 def fig_snapshot0(tmp: Path) -> tuple[str, str]:
@@ -284,6 +292,7 @@ FIGURES: dict[str, Callable[[Path], tuple[str, str]]] = {
     "compare_digits": fig_compare_digits,
     "compare_mnist1d": fig_compare_mnist1d,
     "strategies": fig_strategies,
+    "query_spread": fig_query_spread,
     "scoring": fig_scoring,
     "recording_overhead": fig_recording_overhead,
     "baselines_scale": fig_baselines_scale,

@@ -100,3 +100,24 @@ def test_bench_callback_gpu_preset_needs_cuda(tmp_path):
     assert proc.stderr.strip().splitlines() == [
         "bench_callback.py: error: --preset gpu needs a CUDA device, and "
         "torch.cuda.is_available() is False here; run the cpu preset (the default)."]
+
+
+def test_compare_strategies_runs_each_strategy_on_the_same_budgets(tmp_path):
+    """A tiny clean-digits setting: every strategy (the epoch-normalised top-k included) trains
+    a target on a coreset of the same size per seed, and the report tabulates each."""
+    out = tmp_path / "strategies"
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPTS / "compare_strategies.py"), "--datasets", "digits",
+         "--noise", "0", "--fractions", "0.1", "--seeds", "1", "--proxy_epochs", "3",
+         "--digits_target_epochs", "1", "--threads", "1", "--strategies", "top",
+         "top_query_spread", "noise_adaptive", "random", "--output_dir", str(out)],
+        capture_output=True, text=True, timeout=600,
+        env=dict(os.environ, HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1"))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    runs = json.loads((out / "runs.json").read_text())["runs"]
+    assert sorted(r["strategy"] for r in runs) == ["noise_adaptive", "random", "top",
+                                                     "top_query_spread"]
+    n_train = json.loads((out / "digits-noise0" / "setting.json").read_text())["num_train"]
+    assert len({r["size"] for r in runs}) == 1 and 0.09 < runs[0]["size"] / n_train < 0.11
+    report = (out / "results.md").read_text()
+    assert "| digits-noise0 | 10% | top_query_spread | 1 |" in report
