@@ -375,7 +375,7 @@ def main(argv: list[str] | None = None) -> int:
     import cld_hf
 
     header = (
-        f"Baseline selection at ImageNet shape ({os.path.dirname(cld_hf.__file__)}), "
+        f"Baseline selection at ImageNet shape (cld-hf {cld_hf.__version__}), "
         f"{args.fraction:g} coreset, scale {args.scale:g}; "
         f"{start:%Y-%m-%d %H:%M %Z}; {os.cpu_count()} CPUs, BLAS threads "
         f"{args.threads if args.threads is not None else 'default'}, load average before "
