@@ -262,6 +262,23 @@ def test_sweep_needs_no_trainer_and_train_pass_asks_for_it(tmp_path, digits):
     assert passes.store.num_snapshots == 3
 
 
+def test_train_pass_reads_the_table_a_plain_trainer_reads(tmp_path, digits):
+    """train_pass wraps what the Trainer's own remove_unused_columns gives, even when no column
+    is unused (remove_columns rebuilds the table with its metadata, read faster batch by batch),
+    and leaves the user's dataset alone."""
+    train, query = digits
+    plain = make_trainer(MLP(), trainer_args(tmp_path / "p"), train, [])
+    expected = plain.get_train_dataloader().dataset
+    assert expected.column_names == train.column_names  # the model takes every column
+    trainer = make_trainer(MLP(), trainer_args(tmp_path / "t"), train, [])
+    attach(trainer, query, mode="train_pass")
+    wrapped = trainer.train_dataset.dataset
+    assert wrapped is not train
+    assert wrapped.column_names == expected.column_names
+    assert wrapped._fingerprint == expected._fingerprint  # the same transformation of train
+    assert trainer.args.remove_unused_columns is False
+
+
 def test_callback_events_without_a_training_loader_say_what_is_missing(tmp_path, digits):
     from transformers import TrainerControl, TrainerState
 
