@@ -19,7 +19,13 @@ Rows:
 
 - ``read: train.sum()`` and ``read: einsum rows`` (``np.einsum("ij->i", train)``): one pass over
   the trajectory with NumPy, the floor any scorer that reads the array has to pay.
-- ``cld_scores`` (Algorithm 1) and ``cld_scores query_spread`` (``normalize="query_spread"``).
+- ``cld_scores`` (Algorithm 1) and ``cld_scores query_spread`` (``normalize="query_spread"``),
+  each with ``kernel="numba"`` (the compiled one-pass kernel, ``pip install "cld-hf[fast]"``;
+  what ``kernel="auto"`` runs at this size when numba is installed) and ``kernel="numpy"``
+  (cache-sized NumPy chunks). The compiled rows are timed warm; its first call in a fresh
+  process is timed apart (``--first-call``, on by default): once with an empty numba cache
+  (compiling) and once with the cache that run left (loading), each as the extra seconds of a
+  tiny ``cld_scores`` call over the same call with ``kernel="numpy"``.
 - ``authors' class loop``: the authors' computation (their ``Compute_CLD_scores.py``): the
   trajectory as an (E, N) float64 array, ``np.diff`` over epochs, then for each class a boolean
   mask, standardisation and a mean of products. It returns scores instead of sorted indices so
@@ -39,17 +45,57 @@ import datetime
 import json
 import os
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 import tracemalloc
 from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
 
 from cld_hf.attribution import cld_attribution  # noqa: E402
 from cld_hf.scoring import StreamingCLD, cld_scores  # noqa: E402
+from cld_hf.scoring.kernels import numba_available  # noqa: E402
+
+FIRST_CALL = """
+import sys, time
+import numpy as np
+sys.path.insert(0, {root!r})
+from cld_hf.scoring import cld_scores
+rng = np.random.default_rng(0)
+train = rng.random((2000, 10), dtype=np.float32)
+train[0] = 1.0  # a constant row: the float64 path runs (and is compiled) too
+query, tl, ql = rng.random((50, 10), dtype=np.float32), np.arange(2000) % 5, np.arange(50) % 5
+start = time.perf_counter()
+cld_scores(train, tl, query, ql, kernel={kernel!r})
+print(time.perf_counter() - start)
+"""
+
+
+def first_call_seconds(kernel: str, cache_dir: str) -> float:
+    """Seconds of the first ``cld_scores`` call (2,000 x 10, float32) in a fresh process whose
+    numba cache is ``cache_dir``; with ``kernel="numba"`` that includes importing numba and
+    compiling the kernel or loading it from the cache."""
+    env = dict(os.environ, NUMBA_CACHE_DIR=cache_dir)
+    code = FIRST_CALL.format(root=str(ROOT), kernel=kernel)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True)
+    return float(out.stdout.split()[-1])
+
+
+def first_call_costs() -> dict:
+    """The compiled kernel's first call in a fresh process, beyond the NumPy kernel's: with an
+    empty numba cache (compiling) and with the cache that call left (loading)."""
+    with tempfile.TemporaryDirectory() as cache:
+        numpy_s = first_call_seconds("numpy", cache)
+        compile_s = first_call_seconds("numba", cache)
+        load_s = first_call_seconds("numba", cache)
+    return {"numpy_seconds": numpy_s, "compile_extra_seconds": compile_s - numpy_s,
+            "cached_extra_seconds": load_s - numpy_s}
 
 
 def synthetic_trajectories(n, q, s, c, seed=0):
@@ -140,6 +186,8 @@ def main(argv=None):
                         help="also time cld_attribution (N x Q matrix, see --attribution-size)")
     parser.add_argument("--attribution-size", type=int, nargs=2, default=[50_000, 1_000],
                         metavar=("N", "Q"))
+    parser.add_argument("--no-first-call", dest="first_call", action="store_false",
+                        help="do not time the compiled kernel's first call in fresh processes")
     parser.add_argument("--json", default=None, help="write the figures here")
     args = parser.parse_args(argv)
 
@@ -155,13 +203,23 @@ def main(argv=None):
     print(f"N={n:,} Q={q:,} S={s} C={c}; float32 trajectory {traj_bytes / 2**30:.3f} GiB; "
           f"store (N+Q)*S*4 = {(n + q) * s * 4 / 1e9:.3f} GB")
 
+    kernels = ["numba", "numpy"] if numba_available() else ["numpy"]
+    if len(kernels) == 1:
+        print("numba is not installed: only kernel='numpy' is timed (pip install 'cld-hf[fast]')")
     fast = {
         "read: train.sum()": (read_sum, (train,), {}),
         "read: einsum rows": (read_einsum_rows, (train,), {}),
-        "cld_scores": (cld_scores, (train, tl, query, ql), {}),
-        "cld_scores query_spread": (cld_scores, (train, tl, query, ql),
-                                    {"normalize": "query_spread"}),
     }
+    for normalize in ("none", "query_spread"):
+        for kernel in kernels:
+            name = "cld_scores" + (" query_spread" if normalize == "query_spread" else "")
+            fast[f"{name} ({kernel})"] = (cld_scores, (train, tl, query, ql),
+                                          {"normalize": normalize, "kernel": kernel})
+    headline = f"cld_scores ({kernels[0]})"
+    first_call = first_call_costs() if args.first_call and kernels[0] == "numba" else None
+    if kernels[0] == "numba":  # compiled (or loaded from the cache) before the clock starts
+        cld_scores(train[:1000], tl[:1000], query, ql, kernel="numba")
+        cld_scores(train[:1000], tl[:1000], query, ql, kernel="numba", normalize="query_spread")
     if args.streaming:
         columns = [np.ascontiguousarray(train[:, t]) for t in range(s)]
         query_columns = [np.ascontiguousarray(query[:, t]) for t in range(s)]
@@ -180,8 +238,9 @@ def main(argv=None):
         seconds["authors' class loop"].append(sec)
     t_ref = statistics.median(seconds["authors' class loop"])
     peaks["authors' class loop"] = extra_peak(authors_per_class_loop, train, tl, query, ql, c)
-    ours = outputs["cld_scores"]
-    diffs = {"cld_scores": float(np.max(np.abs(ours.astype(np.float64) - ref)))}
+    ours = outputs[headline]
+    diffs = {name: float(np.max(np.abs(outputs[name].astype(np.float64) - ref)))
+             for name in outputs if name.startswith("cld_scores (")}
     if args.streaming:
         diffs["StreamingCLD"] = float(np.max(np.abs(outputs["StreamingCLD"] - ours)))
         del columns, query_columns, fast["StreamingCLD"]
@@ -220,38 +279,45 @@ def main(argv=None):
                       "extra_peak_over_trajectory": None if peak is None else peak / traj_bytes}
     if args.streaming:
         st = statistics.median(seconds["StreamingCLD"])
-        per = ratios("StreamingCLD", "cld_scores")
+        per = ratios("StreamingCLD", headline)
         print(f"StreamingCLD: {s} updates + scores() = {statistics.median(per):.2f}x one batch "
-              f"cld_scores call (range {min(per):.2f}-{max(per):.2f}); {st / s * 1e3:.2f} ms per "
+              f"{headline} call (range {min(per):.2f}-{max(per):.2f}); {st / s * 1e3:.2f} ms per "
               f"update")
     print("max |score difference|: " + ", ".join(f"{k} {v:.2e}" for k, v in diffs.items())
-          + " (cld_scores vs the authors' loop; StreamingCLD vs cld_scores)")
+          + f" (cld_scores vs the authors' loop; StreamingCLD vs {headline})")
     if attribution:
         print(f"cld_attribution N={attribution['N']:,} x Q={attribution['Q']:,} x S={s}: "
               f"{attribution['seconds']:.2f} s, extra peak {attribution['extra_peak_gib']:.3f} GiB "
               f"(output {attribution['output_gib']:.3f} GiB + "
               f"{attribution['extra_peak_beyond_output_gib']:.3f} GiB working memory; input "
               f"{attribution['input_gib']:.3f} GiB)")
+    if first_call:
+        print(f"compiled kernel's first call in a fresh process, beyond the NumPy kernel's "
+              f"({first_call['numpy_seconds']:.2f} s): {first_call['compile_extra_seconds']:.2f} s "
+              f"compiling (empty numba cache), {first_call['cached_extra_seconds']:.2f} s loading "
+              f"it from the cache")
     print(f"load average after: {load_after[0]:.2f} {load_after[1]:.2f} {load_after[2]:.2f}")
 
-    t_ours = statistics.median(seconds["cld_scores"])
+    t_ours = statistics.median(seconds[headline])
     result = {
         "date": started, "load_average_before": load_before, "load_average_after": load_after,
         "cpus": os.cpu_count(), "N": n, "Q": q, "S": s, "C": c, "repeats": args.repeats,
         "trajectory_gib": traj_bytes / 2**30,
         "cld_hf_seconds": t_ours, "authors_loop_seconds": t_ref, "speedup": t_ref / t_ours,
         "read_sum_seconds": statistics.median(seconds["read: train.sum()"]),
-        "cld_hf_over_read_sum": statistics.median(ratios("cld_scores", "read: train.sum()")),
-        "cld_hf_extra_peak_gib": peaks["cld_scores"] / 2**30,
+        "cld_hf_over_read_sum": statistics.median(ratios(headline, "read: train.sum()")),
+        "headline": headline, "first_call": first_call,
+        "cld_hf_extra_peak_gib": peaks[headline] / 2**30,
         "authors_loop_extra_peak_gib": peaks["authors' class loop"] / 2**30,
-        "cld_hf_extra_peak_over_trajectory": peaks["cld_scores"] / traj_bytes,
+        "cld_hf_extra_peak_over_trajectory": peaks[headline] / traj_bytes,
         "authors_extra_peak_over_trajectory": peaks["authors' class loop"] / traj_bytes,
-        "max_abs_score_difference": diffs["cld_scores"],
+        "max_abs_score_difference": diffs[headline], "score_differences": diffs,
         "rows": rows,
     }
     if args.streaming:
         result.update(streaming_seconds=statistics.median(seconds["StreamingCLD"]),
-                      streaming_over_batch=statistics.median(ratios("StreamingCLD", "cld_scores")),
+                      streaming_over_batch=statistics.median(ratios("StreamingCLD", headline)),
+                      streaming_batch_reference=headline,
                       streaming_extra_peak_gib=peaks["StreamingCLD"] / 2**30,
                       streaming_max_abs_difference=diffs["StreamingCLD"])
     if attribution:

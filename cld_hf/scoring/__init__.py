@@ -33,7 +33,10 @@ cancels); every other row (trend-dominated, near-constant, zero-variance or non-
 computed again in float64 with the two-pass formula, differences centred on their mean before
 squaring, and so is every row of a block of 65,536 where most rows need it. A constant offset of
 the losses does not matter (the differences remove it). Both paths agree with a float64
-``np.corrcoef`` to about ``1e-6`` (typically ``1e-7``; scores are float32).
+``np.corrcoef`` to about ``1e-6`` (typically ``1e-7``; scores are float32). With
+``kernel="numba"`` (the ``fast`` extra; see :mod:`cld_hf.scoring.kernels`) the same rules run
+fused, row by row: the float32 sums of a row, then, where they are not kept, the float64 formula
+on that row.
 
 :class:`StreamingCLD` keeps float64 sums of the differences shifted by each row's first difference
 (a fixed per-row constant), so a trend does not cancel there either, and a constant trajectory

@@ -4,6 +4,8 @@ NumPy only."""
 from __future__ import annotations
 
 import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -35,6 +37,7 @@ from .common import (
     warn_few_differences,
     zero_variance,
 )
+from .kernels import Kernel, choose_kernel, compiled_scorer
 # --------------------------------------------------------------------------------------------
 # Batch scoring
 # --------------------------------------------------------------------------------------------
@@ -102,6 +105,8 @@ def cld_scores(
     missing_query_class: MissingQueryClass = "error",
     normalize: Normalize = "none",
     chunk_size: int = DEFAULT_CHUNK_ROWS,
+    kernel: Kernel = "auto",
+    threads: int | None = None,
     progress: bool = False,
 ) -> np.ndarray:
     """Score every training sample by CLD (Algorithm 1 of "Coresets from Trajectories").
@@ -110,9 +115,9 @@ def cld_scores(
     mean loss differences of the query samples of the sample's own class. Higher means the sample's
     loss moved the way the held-out data of its class moved: it is kept first.
 
-    One pass over the trajectory, in chunks of ``chunk_size`` rows that stay in cache: the extra
-    memory is a few MB plus ~12 bytes per sample whatever ``S``, and a ``numpy.memmap`` of the
-    trajectory works too (read once, in order). See "Precision" in the module docstring for the
+    One pass over the trajectory, in chunks of ``chunk_size`` rows that stay in cache (or row by
+    row with ``kernel="numba"``): the extra memory is a few MB plus ~12 bytes per sample whatever
+    ``S``, and a ``numpy.memmap`` of the trajectory works too (read once, in order). See "Precision" in the module docstring for the
     float32 fast path and the float64 rows.
 
     Parameters
@@ -141,8 +146,20 @@ def cld_scores(
         * rms) gets weight 0: its normalised differences are 0 for every sample. Scaling the
         differences of one step by a positive factor, for all samples, changes nothing.
     chunk_size : int, default 1024
-        Rows scored at once (the cache-resident working set, at most 65536; the results do not
-        depend on it).
+        Rows scored at once by the NumPy kernel (the cache-resident working set, at most 65536;
+        the results do not depend on it).
+    kernel : {"auto", "numpy", "numba"}, default "auto"
+        ``"numpy"``: cache-sized NumPy chunks, four passes over each. ``"numba"``: a compiled
+        kernel that reads each row once (needs ``pip install "cld-hf[fast]"``; float32 or
+        float64 losses); its first call in a process compiles it, or loads it from numba's
+        on-disk cache (the README's scoring benchmark times both kernels and that first call).
+        ``"auto"``: numba when it is installed and the window holds at least 2**24 values
+        (``N`` times the snapshots used), NumPy otherwise. Both apply the same per-row rules
+        (see :mod:`cld_hf.scoring.kernels`) and agree to ~1e-6.
+    threads : int, optional
+        Threads of the compiled kernel (blocks of rows taken in turn, so a busy core slows it
+        down but does not stall it; the scores do not depend on it). Default: the CPUs this
+        process may use, at most 8. The NumPy kernel runs in the calling thread.
     progress : bool, default False
         Show a tqdm progress bar over the chunks.
 
@@ -197,6 +214,7 @@ def cld_scores(
         )
     warn_few_differences(len(columns) - 1)
     chunk_size = check_int("chunk_size", chunk_size, min_val=1)
+    threads = kernel_threads(threads)
     window = None  # all columns
     if len(columns) < s:
         window = slice(0, len(columns)) if every == 1 else columns
@@ -221,6 +239,8 @@ def cld_scores(
         global_traj = global_traj * omega
     traj = fill_missing_classes(traj, counts, needed, classes, global_traj, missing_query_class)
     unit = normalise_class_trajectories(traj)  # (C, T): centred, unit norm (0 if flat)
+    if choose_kernel(kernel, n * len(columns), train.dtype) == "numba":
+        return _score_rows_compiled(train, window, tcodes, unit, omega, progress, threads)
     return _score_rows(train, window, tcodes, unit, omega, chunk_size, progress)
 
 
@@ -335,6 +355,86 @@ def _score_rows(train, window, tcodes, unit, omega, chunk_size, progress) -> np.
                 bar.update(-(-k // chunk))
     if bar is not None:
         bar.close()
+    if exact.bad_rows:
+        raise_non_finite_losses("train_losses", train, np.concatenate(exact.bad_rows))
+    return out
+
+
+_COPY_ROWS = 8192
+"""Rows of a windowed or non-contiguous trajectory copied at once for the compiled kernel."""
+
+MAX_THREADS = 8
+"""``threads=None`` runs the compiled kernel on the CPUs this process may use, at most this many
+(beyond a few, the read of the trajectory is the limit)."""
+
+
+def kernel_threads(threads: int | None) -> int:
+    """How many threads the compiled kernel uses for ``threads`` (``None``: the CPUs this process
+    may use, at most :data:`MAX_THREADS`).
+
+    Examples
+    --------
+    >>> kernel_threads(3)
+    3
+    >>> 1 <= kernel_threads(None) <= MAX_THREADS
+    True
+    """
+    if threads is None:
+        try:
+            cpus = len(os.sched_getaffinity(0))
+        except AttributeError:  # not on Linux
+            cpus = os.cpu_count() or 1
+        return max(1, min(cpus, MAX_THREADS))
+    return check_int("threads", threads, min_val=1)
+
+
+def _score_rows_compiled(train, window, tcodes, unit, omega, progress, threads) -> np.ndarray:
+    """:func:`_score_rows` with the compiled kernel
+    (:func:`~cld_hf.scoring.kernels.compiled_scorer`): each row read once, blocks of rows on
+    ``threads`` threads (the kernel releases the GIL; a row's score does not depend on its block
+    or thread). The rows whose float64 sums are not finite go to :class:`_ExactRows`, in this
+    thread, which names NaN/inf rows and rescales huge finite ones."""
+    n = train.shape[0]
+    out = np.empty(n, dtype=np.float32)
+    if n == 0:
+        return out
+    direct = window is None and train.flags.c_contiguous
+    step = BLOCK_ROWS if direct else _COPY_ROWS
+    codes = np.ascontiguousarray(tcodes)
+    score = compiled_scorer(unit, omega, train.dtype)
+    exact = _ExactRows(train, window, tcodes, unit, omega, out)
+
+    def block(start: int):
+        stop = min(start + step, n)
+        src = train[start:stop]
+        if direct:
+            x = np.asarray(src)
+        elif isinstance(window, np.ndarray):
+            x = np.take(src, window, axis=1)
+        else:
+            x = np.ascontiguousarray(src if window is None else src[:, window])
+        return start, stop, score(x, codes[start:stop], out[start:stop])
+
+    starts = range(0, n, step)
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=n, desc="CLD scores", unit="row")
+    workers = min(threads, len(starts))
+    pool = ThreadPoolExecutor(workers) if workers > 1 else None
+    try:
+        done = pool.map(block, starts) if pool is not None else map(block, starts)
+        for start, stop, rest in done:
+            if len(rest):
+                exact.score(start + rest)
+            if bar is not None:
+                bar.update(stop - start)
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
+        if bar is not None:
+            bar.close()
     if exact.bad_rows:
         raise_non_finite_losses("train_losses", train, np.concatenate(exact.bad_rows))
     return out

@@ -1,0 +1,125 @@
+"""Which row kernel :func:`~cld_hf.scoring.batch.cld_scores` runs: NumPy chunks, or the
+compiled one-pass kernel of :mod:`cld_hf.scoring._numba_rows` when numba is installed
+(``pip install "cld-hf[fast]"``). NumPy only; numba is imported only when its kernel runs.
+
+Both kernels apply the same rules to each row (see "Precision" in :mod:`cld_hf.scoring`): a
+float32 one-pass result kept where ``m2 > s2 / 2``, the float64 two-pass formula otherwise, the
+same zero-variance rule, and the same float64 path for rows with non-finite or huge losses. They
+differ only in the order of float32 additions, so their scores agree to ~1e-6 (typically 1e-7).
+The NumPy kernel makes four passes over each cache-sized chunk (differences, class
+trajectories, two row-wise dot products); the compiled kernel reads each row once.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+from typing import Literal
+
+import numpy as np
+
+from .._validation import check_choice
+from .common import FAST_MIN_CENTRED, ZERO_VAR_REL, _FAST_MIN_S2
+
+__all__ = ["KERNELS", "AUTO_MIN_VALUES", "numba_available", "choose_kernel", "compiled_scorer"]
+
+Kernel = Literal["auto", "numpy", "numba"]
+KERNELS = ("auto", "numpy", "numba")
+
+AUTO_MIN_VALUES = 1 << 24
+"""``kernel="auto"`` runs the compiled kernel from this many trajectory values (``N * S``) on:
+below it NumPy takes less than ~25 ms, and the compiled kernel's first call in a process
+(compiling or loading it from numba's on-disk cache) would cost more than it saves."""
+
+_COMPILED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+
+
+@functools.cache
+def numba_available() -> bool:
+    """Whether numba can be imported (the ``fast`` extra).
+
+    Examples
+    --------
+    >>> isinstance(numba_available(), bool)
+    True
+    """
+    return importlib.util.find_spec("numba") is not None
+
+
+def choose_kernel(kernel: str, num_values: int, dtype) -> str:
+    """The kernel that scores a ``dtype`` trajectory of ``num_values`` values: ``"numpy"`` or
+    ``"numba"``.
+
+    ``"auto"`` takes numba when it is installed, the losses are float32 or float64 and there are
+    at least :data:`AUTO_MIN_VALUES` of them; ``"numba"`` insists (an error says what is
+    missing); ``"numpy"`` never compiles anything.
+
+    Examples
+    --------
+    >>> choose_kernel("auto", 1000, np.float32)
+    'numpy'
+    >>> choose_kernel("numpy", 10**9, np.float32)
+    'numpy'
+    >>> choose_kernel("fastest", 10, np.float32)
+    Traceback (most recent call last):
+    ...
+    ValueError: kernel == 'fastest', must be one of ['auto', 'numpy', 'numba'].
+    """
+    check_choice("kernel", kernel, KERNELS)
+    if kernel == "numpy":
+        return "numpy"
+    compiled = np.dtype(dtype) in _COMPILED_DTYPES
+    if kernel == "numba":
+        if not numba_available():
+            raise ImportError(
+                "kernel='numba' needs numba, which is not installed: pip install "
+                "'cld-hf[fast]' (or pass kernel='auto' / 'numpy' for the NumPy kernel).")
+        if not compiled:
+            raise TypeError(
+                f"kernel='numba' scores float32 or float64 losses, got {np.dtype(dtype)}: cast "
+                f"the trajectory (e.g. losses.astype(np.float32)) or pass kernel='numpy'.")
+        return "numba"
+    if compiled and num_values >= AUTO_MIN_VALUES and numba_available():
+        return "numba"
+    return "numpy"
+
+
+def compiled_scorer(unit: np.ndarray, omega: np.ndarray | None, dtype):
+    """The compiled kernel for ``dtype`` losses, bound to the class trajectories ``unit``
+    (``(C, T)``, centred, unit norm) and the step weights ``omega`` (``None``: Algorithm 1).
+
+    The returned ``score(x, codes, out)`` writes the CLD score of every row of the C-contiguous
+    block ``x`` (``(n, T + 1)``) against ``unit[codes]`` into ``out`` (float32) and returns the
+    positions of the rows the caller scores again with its float64 path (their float64 sums
+    are not finite: NaN/inf or huge losses). See :mod:`cld_hf.scoring._numba_rows`.
+
+    Examples
+    --------
+    >>> x = np.array([[4.0, 3.0, 1.0, 0.5], [1.0, 2.0, 4.0, 4.5]], dtype=np.float32)
+    >>> g = np.array([[-1.0, -2.0, -0.5]]); g -= g.mean(); g /= np.linalg.norm(g)
+    >>> score = compiled_scorer(g, None, np.float32)  # needs numba
+    >>> out = np.empty(2, np.float32)
+    >>> rest = score(x, np.zeros(2, np.intp), out)
+    >>> out.round(4).tolist(), rest.tolist()
+    ([1.0, -1.0], [])
+    """
+    from ._numba_rows import exact_rows, fast_rows
+
+    fast = np.dtype(dtype).type
+    weighted = omega is not None
+    omega64 = np.ones(unit.shape[1]) if omega is None else np.asarray(omega, dtype=np.float64)
+    unit_fast = np.ascontiguousarray(unit, dtype=fast)
+    unit64 = np.ascontiguousarray(unit, dtype=np.float64)
+    omega_fast = omega64.astype(fast)
+    none = np.zeros(0, dtype=np.intp)
+
+    def score(x: np.ndarray, codes: np.ndarray, out: np.ndarray) -> np.ndarray:
+        if fast_rows(x, codes, unit_fast, omega_fast, weighted, fast(0), FAST_MIN_CENTRED,
+                     _FAST_MIN_S2, out) == 0:
+            return none
+        rest = np.flatnonzero(np.isnan(out))
+        if exact_rows(x, rest, codes, unit64, omega64, ZERO_VAR_REL**2, out) == 0:
+            return none
+        return rest[np.isnan(out[rest])]
+
+    return score
