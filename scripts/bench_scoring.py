@@ -59,6 +59,7 @@ sys.path.insert(0, str(ROOT))
 
 from cld_hf.attribution import cld_attribution  # noqa: E402
 from cld_hf.scoring import StreamingCLD, cld_scores  # noqa: E402
+from cld_hf.scoring.batch import kernel_threads  # noqa: E402
 from cld_hf.scoring.kernels import numba_available  # noqa: E402
 
 FIRST_CALL = """
@@ -306,7 +307,7 @@ def main(argv=None):
         "cld_hf_seconds": t_ours, "authors_loop_seconds": t_ref, "speedup": t_ref / t_ours,
         "read_sum_seconds": statistics.median(seconds["read: train.sum()"]),
         "cld_hf_over_read_sum": statistics.median(ratios(headline, "read: train.sum()")),
-        "headline": headline, "first_call": first_call,
+        "headline": headline, "first_call": first_call, "kernel_threads": kernel_threads(None),
         "cld_hf_extra_peak_gib": peaks[headline] / 2**30,
         "authors_loop_extra_peak_gib": peaks["authors' class loop"] / 2**30,
         "cld_hf_extra_peak_over_trajectory": peaks[headline] / traj_bytes,

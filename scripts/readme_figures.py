@@ -90,11 +90,25 @@ def fig_scoring(tmp: Path) -> tuple[str, str]:
         share = "" if share is None else f"{share:.3f}x"
         lines.append(f"| {name} | {r['median_seconds']:.3f} s | {r['speedup_vs_authors']:.1f}x | "
                      f"{ratio} | {peak} | {share} |")
+    diffs = ", ".join(f"{name} {value:.1e}" for name, value in d["score_differences"].items()
+                      if name.startswith("cld_scores"))
     text = "\n".join(lines) + (
         f"\n\nN = {d['N']:,}, Q = {d['Q']:,}, S = {d['S']}, C = {d['C']} ({d['trajectory_gib']:.3f} "
-        f"GiB of float32 trajectory); largest score difference to the authors' loop "
-        f"{d['max_abs_score_difference']:.1e}; load average {d['load_average_before'][0]:.2f} at "
-        f"the start.")
+        f"GiB of float32 trajectory); largest score difference to the authors' loop: {diffs}; "
+        f"load average {d['load_average_before'][0]:.2f} at the start.")
+    if d.get("first_call"):
+        f = d["first_call"]
+        text += (
+            f" `(numba)`: the compiled kernel (`pip install \"cld-hf[fast]\"`, what "
+            f"`kernel=\"auto\"` runs at this size when numba is installed), timed warm, on "
+            f"{d['kernel_threads']} threads; its first call in a fresh process costs "
+            f"{f['compile_extra_seconds']:.2f} s more than the NumPy kernel's with an empty numba "
+            f"cache (compiling) and {f['cached_extra_seconds']:.2f} s more once the cache holds it "
+            f"(loading). `(numpy)`: the NumPy kernel, one thread.")
+    if "streaming_over_batch" in d:
+        text += (f" StreamingCLD (90 updates and `scores()`) takes {d['streaming_over_batch']:.2f}x "
+                 f"the `{d['streaming_batch_reference']}` call; its largest score difference to "
+                 f"that call is {d['streaming_max_abs_difference']:.1e}.")
     return text, shlex.join(cmd[1:])
 
 
@@ -109,7 +123,7 @@ def fig_baselines_scale(tmp: Path) -> tuple[str, str]:
 
 
 def fig_recording_overhead(tmp: Path) -> tuple[str, str]:
-    cmd = python("scripts/bench_callback.py", "--epochs", "3", "--repeats", "3",
+    cmd = python("scripts/bench_callback.py", "--epochs", "3", "--repeats", "5",
                  "--markdown", tmp / "callback.md")
     run(cmd)
     return _table_of(tmp / "callback.md"), shlex.join(cmd[1:])
