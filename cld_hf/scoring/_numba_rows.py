@@ -2,8 +2,9 @@
 :func:`cld_hf.scoring.kernels.compiled_scorer`).
 
 Compiled once per dtype on first use and kept in numba's on-disk cache (``cache=True``: next to
-this file when the directory is writable, else numba's user cache), so a later process loads it
-instead of compiling. ``fastmath`` allows reassociating the sums (so that they vectorise),
+this file when the directory is writable, else wherever numba's cache locator finds room, or
+``NUMBA_CACHE_DIR``), so a later process loads it instead of compiling; where nothing is
+writable, every process compiles it (about a second) and the scores are the same. ``fastmath`` allows reassociating the sums (so that they vectorise),
 reciprocals and fused multiply-adds, not "no signed zeros": with reassociation, LLVM then folds
 a NaN row into a finite score. NaN and inf compare as IEEE says, which the fallback relies on
 (``tests/test_scoring.py`` feeds it NaN, inf and huge rows).
