@@ -124,10 +124,24 @@ def test_auto_picks_numba_for_large_float_trajectories_only(monkeypatch):
 
 
 def test_without_numba_auto_falls_back_and_numba_says_how_to_install(monkeypatch):
-    monkeypatch.setattr(kernels, "numba_available", lambda: False)
+    monkeypatch.setattr(kernels.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(kernels, "numba_problem", lambda: "numba is not installed")
     assert kernels.choose_kernel("auto", 10**12, np.float32) == "numpy"
-    with pytest.raises(ImportError, match=r"pip install 'cld-hf\[fast\]'"):
+    with pytest.raises(ImportError, match=r"numba is not installed: pip install 'cld-hf\[fast\]'"):
         cld_scores(*random_problem(n=10), kernel="numba")
+
+
+def test_a_numba_that_does_not_import_is_named_and_auto_warns_once(monkeypatch, caplog):
+    problem = "numba is installed but does not import (ImportError: built for another NumPy)"
+    monkeypatch.setattr(kernels, "numba_problem", lambda: problem)
+    kernels._warn_once.cache_clear()
+    with caplog.at_level("WARNING", logger="cld_hf.scoring.kernels"):
+        for _ in range(2):
+            assert kernels.choose_kernel("auto", 10**12, np.float32) == "numpy"
+    assert [r.getMessage().count("built for another NumPy") for r in caplog.records] == [1]
+    with pytest.raises(ImportError, match="does not import"):
+        kernels.choose_kernel("numba", 10, np.float32)
+    kernels._warn_once.cache_clear()
 
 
 @pytest.mark.parametrize("threads", [1, 2, 3])

@@ -13,7 +13,9 @@ trajectories, two row-wise dot products); the compiled kernel reads each row onc
 from __future__ import annotations
 
 import functools
+import importlib
 import importlib.util
+import logging
 from typing import Literal
 
 import numpy as np
@@ -21,7 +23,10 @@ import numpy as np
 from .._validation import check_choice
 from .common import FAST_MIN_CENTRED, ZERO_VAR_REL, _FAST_MIN_S2
 
-__all__ = ["KERNELS", "AUTO_MIN_VALUES", "numba_available", "choose_kernel", "compiled_scorer"]
+logger = logging.getLogger(__name__)
+
+__all__ = ["KERNELS", "AUTO_MIN_VALUES", "numba_available", "numba_problem", "choose_kernel",
+           "compiled_scorer"]
 
 Kernel = Literal["auto", "numpy", "numba"]
 KERNELS = ("auto", "numpy", "numba")
@@ -35,15 +40,33 @@ _COMPILED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 @functools.cache
+def numba_problem() -> str | None:
+    """Why the compiled kernel cannot run here (numba missing, or installed but failing to
+    import), or ``None`` when it can. Imports numba the first time it is asked.
+
+    Examples
+    --------
+    >>> numba_problem() is None or "numba" in numba_problem()
+    True
+    """
+    if importlib.util.find_spec("numba") is None:
+        return "numba is not installed"
+    try:
+        importlib.import_module("numba")
+    except Exception as exc:  # e.g. a numba built for another NumPy
+        return f"numba is installed but does not import ({type(exc).__name__}: {exc})"
+    return None
+
+
 def numba_available() -> bool:
-    """Whether numba can be imported (the ``fast`` extra).
+    """Whether the compiled kernel can run (numba, the ``fast`` extra, imports).
 
     Examples
     --------
     >>> isinstance(numba_available(), bool)
     True
     """
-    return importlib.util.find_spec("numba") is not None
+    return numba_problem() is None
 
 
 def choose_kernel(kernel: str, num_values: int, dtype) -> str:
@@ -72,16 +95,25 @@ def choose_kernel(kernel: str, num_values: int, dtype) -> str:
     if kernel == "numba":
         if not numba_available():
             raise ImportError(
-                "kernel='numba' needs numba, which is not installed: pip install "
-                "'cld-hf[fast]' (or pass kernel='auto' / 'numpy' for the NumPy kernel).")
+                f"kernel='numba' needs numba, and {numba_problem()}: pip install "
+                f"'cld-hf[fast]' (or pass kernel='auto' / 'numpy' for the NumPy kernel).")
         if not compiled:
             raise TypeError(
                 f"kernel='numba' scores float32 or float64 losses, got {np.dtype(dtype)}: cast "
                 f"the trajectory (e.g. losses.astype(np.float32)) or pass kernel='numpy'.")
         return "numba"
-    if compiled and num_values >= AUTO_MIN_VALUES and numba_available():
-        return "numba"
+    if compiled and num_values >= AUTO_MIN_VALUES and importlib.util.find_spec("numba"):
+        if numba_available():
+            return "numba"
+        _warn_once(numba_problem())
     return "numpy"
+
+
+@functools.cache
+def _warn_once(problem: str) -> None:
+    logger.warning("kernel='auto' scores with the NumPy kernel: %s. Reinstall it (pip install "
+                   "'cld-hf[fast]') for the compiled kernel, or pass kernel='numpy' to say so.",
+                   problem)
 
 
 def compiled_scorer(unit: np.ndarray, omega: np.ndarray | None, dtype):
