@@ -32,7 +32,8 @@ Rows:
   the results can be compared.
 - ``StreamingCLD`` (``--streaming``): ``update()`` once per snapshot with contiguous (N,) arrays,
   as the recorder feeds it (the columns are copied out of the trajectory before the clock
-  starts), then ``scores()``.
+  starts), then ``scores()``; with the compiled update (``kernel="numba"``) and with NumPy's
+  (what ``"auto"`` runs below 2**22 rows, as at ImageNet's N). Its ratio is to the first ``cld_scores`` row.
 - ``cld_attribution`` (``--attribution``): the (N, Q) CLD_inf1 matrix, float32.
 
 The script benchmarks the checkout it lives in (it puts the repository root first on sys.path).
@@ -59,8 +60,12 @@ sys.path.insert(0, str(ROOT))
 
 from cld_hf.attribution import cld_attribution  # noqa: E402
 from cld_hf.scoring import StreamingCLD, cld_scores  # noqa: E402
-from cld_hf.scoring.batch import kernel_threads  # noqa: E402
-from cld_hf.scoring.kernels import numba_available  # noqa: E402
+from cld_hf.scoring.kernels import (  # noqa: E402
+    AUTO_MIN_STREAM_ROWS,
+    choose_kernel,
+    kernel_threads,
+    numba_available,
+)
 
 FIRST_CALL = """
 import sys, time
@@ -150,8 +155,8 @@ def read_einsum_rows(train):
     return np.einsum("ij->i", train)
 
 
-def streaming(columns, query_columns, train_labels, query_labels):
-    scorer = StreamingCLD(train_labels, query_labels)
+def streaming(columns, query_columns, train_labels, query_labels, kernel="auto"):
+    scorer = StreamingCLD(train_labels, query_labels, kernel=kernel)
     for train_t, query_t in zip(columns, query_columns):
         scorer.update(train_t, query_t)
     return scorer.scores()
@@ -221,10 +226,14 @@ def main(argv=None):
     if kernels[0] == "numba":  # compiled (or loaded from the cache) before the clock starts
         cld_scores(train[:1000], tl[:1000], query, ql, kernel="numba")
         cld_scores(train[:1000], tl[:1000], query, ql, kernel="numba", normalize="query_spread")
+        streaming(list(train[:1000].T), list(query.T), tl[:1000], ql, kernel="numba")
+    stream_head = f"StreamingCLD ({kernels[0]})"
     if args.streaming:
         columns = [np.ascontiguousarray(train[:, t]) for t in range(s)]
         query_columns = [np.ascontiguousarray(query[:, t]) for t in range(s)]
-        fast["StreamingCLD"] = (streaming, (columns, query_columns, tl, ql), {})
+        for kernel in kernels:
+            fast[f"StreamingCLD ({kernel})"] = (streaming, (columns, query_columns, tl, ql),
+                                                {"kernel": kernel})
     seconds = {name: [] for name in fast}
     outputs = {}
     for _ in range(max(1, args.repeats)):
@@ -243,8 +252,11 @@ def main(argv=None):
     diffs = {name: float(np.max(np.abs(outputs[name].astype(np.float64) - ref)))
              for name in outputs if name.startswith("cld_scores (")}
     if args.streaming:
-        diffs["StreamingCLD"] = float(np.max(np.abs(outputs["StreamingCLD"] - ours)))
-        del columns, query_columns, fast["StreamingCLD"]
+        for kernel in kernels:
+            name = f"StreamingCLD ({kernel})"
+            diffs[name] = float(np.max(np.abs(outputs[name] - ours)))
+            del fast[name]
+        del columns, query_columns
 
     attribution = None
     if args.attribution:
@@ -279,9 +291,9 @@ def main(argv=None):
                       "over_read_sum": rr, "extra_peak_gib": None if peak is None else peak / 2**30,
                       "extra_peak_over_trajectory": None if peak is None else peak / traj_bytes}
     if args.streaming:
-        st = statistics.median(seconds["StreamingCLD"])
-        per = ratios("StreamingCLD", headline)
-        print(f"StreamingCLD: {s} updates + scores() = {statistics.median(per):.2f}x one batch "
+        st = statistics.median(seconds[stream_head])
+        per = ratios(stream_head, headline)
+        print(f"{stream_head}: {s} updates + scores() = {statistics.median(per):.2f}x one batch "
               f"{headline} call (range {min(per):.2f}-{max(per):.2f}); {st / s * 1e3:.2f} ms per "
               f"update")
     print("max |score difference|: " + ", ".join(f"{k} {v:.2e}" for k, v in diffs.items())
@@ -316,11 +328,14 @@ def main(argv=None):
         "rows": rows,
     }
     if args.streaming:
-        result.update(streaming_seconds=statistics.median(seconds["StreamingCLD"]),
-                      streaming_over_batch=statistics.median(ratios("StreamingCLD", headline)),
+        result.update(streaming_seconds=statistics.median(seconds[stream_head]),
+                      streaming_over_batch=statistics.median(ratios(stream_head, headline)),
+                      streaming_name=stream_head,
+                      streaming_auto_kernel=choose_kernel("auto", n, train.dtype,
+                                                          auto_min=AUTO_MIN_STREAM_ROWS),
                       streaming_batch_reference=headline,
-                      streaming_extra_peak_gib=peaks["StreamingCLD"] / 2**30,
-                      streaming_max_abs_difference=diffs["StreamingCLD"])
+                      streaming_extra_peak_gib=peaks[stream_head] / 2**30,
+                      streaming_max_abs_difference=diffs[stream_head])
     if attribution:
         result["attribution"] = attribution
     if args.json:

@@ -106,9 +106,12 @@ def fig_scoring(tmp: Path) -> tuple[str, str]:
             f"cache (compiling) and {f['cached_extra_seconds']:.2f} s more once the cache holds it "
             f"(loading). `(numpy)`: the NumPy kernel, one thread.")
     if "streaming_over_batch" in d:
-        text += (f" StreamingCLD (90 updates and `scores()`) takes {d['streaming_over_batch']:.2f}x "
+        text += (f" {d['streaming_name']} (90 updates and `scores()`) takes "
+                 f"{d['streaming_over_batch']:.2f}x "
                  f"the `{d['streaming_batch_reference']}` call; its largest score difference to "
-                 f"that call is {d['streaming_max_abs_difference']:.1e}.")
+                 f"that call is {d['streaming_max_abs_difference']:.1e}; at this N, "
+                 f"`StreamingCLD(kernel=\"auto\")` updates with `{d['streaming_auto_kernel']}` "
+                 f"(the compiled update from 2**22 rows, where it repays its compilation).")
     return text, shlex.join(cmd[1:])
 
 

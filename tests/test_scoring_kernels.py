@@ -1,13 +1,14 @@
-"""The compiled kernel of cld_scores (cld_hf/scoring/kernels.py, _numba_rows.py): the same scores
-as the NumPy kernel and as np.corrcoef on every kind of trajectory, the same errors, and the
-rules of kernel="auto"."""
+"""The compiled kernels (cld_hf/scoring/kernels.py, _numba_rows.py): cld_scores gives the scores
+of the NumPy kernel and of np.corrcoef on every kind of trajectory, with the same errors;
+StreamingCLD's compiled update gives the NumPy update's state to the last bit; the rules of
+kernel="auto"."""
 
 import numpy as np
 import pytest
 
-from test_scoring import PROBLEMS, random_problem, reference_scores
+from test_scoring import PROBLEMS, random_problem, reference_scores, stream
 
-from cld_hf.scoring import cld_scores, kernels, snapshot_window
+from cld_hf.scoring import StreamingCLD, cld_scores, kernels, snapshot_window
 
 
 @pytest.mark.parametrize("name,train,tl,query,ql", PROBLEMS, ids=[p[0] for p in PROBLEMS])
@@ -168,3 +169,66 @@ def test_threads_do_not_change_the_scores(monkeypatch, threads):
 def test_threads_must_be_a_positive_int(threads):
     with pytest.raises((TypeError, ValueError), match="threads"):
         cld_scores(*random_problem(n=10), threads=threads)
+
+
+# ------------------------------------------------------------------------ streaming update
+
+
+def assert_same_state(a: StreamingCLD, b: StreamingCLD):
+    sa, sb = a.state_dict(), b.state_dict()
+    assert sa.keys() == sb.keys()
+    for key in sa:
+        np.testing.assert_array_equal(sa[key], sb[key], err_msg=key)
+        assert np.asarray(sa[key]).dtype == np.asarray(sb[key]).dtype, key
+
+
+@pytest.mark.parametrize("name,train,tl,query,ql", PROBLEMS, ids=[p[0] for p in PROBLEMS])
+@pytest.mark.parametrize("normalize", ["none", "query_spread"])
+def test_compiled_streaming_update_gives_the_numpy_state_bit_for_bit(name, train, tl, query, ql,
+                                                                     normalize):
+    options = dict(normalize=normalize, every=2 if name == "mixed" else 1)
+    ours = stream(train, tl, query, ql, kernel="numba", **options)
+    theirs = stream(train, tl, query, ql, kernel="numpy", **options)
+    assert_same_state(ours, theirs)
+    np.testing.assert_array_equal(ours.scores(), theirs.scores())
+
+
+@pytest.mark.parametrize("threads", [1, 2, 3])
+def test_compiled_streaming_threads_widening_and_resume(threads, monkeypatch):
+    from cld_hf.scoring import streaming
+
+    monkeypatch.setattr(streaming, "STREAM_CHUNK_ROWS", 50)  # several row ranges for N = 601
+    _, train, tl, query, ql = PROBLEMS[-1]
+    numpy_ = StreamingCLD(tl, ql, kernel="numpy")
+    ours = StreamingCLD(tl, ql, kernel="numba", threads=threads)
+    for t in range(train.shape[1]):
+        # float32 losses, then float64 ones (the previous loss widens), then integers
+        col = train[:, t].astype(np.float32) if t < 5 else train[:, t]
+        col = np.round(col * 1000).astype(np.int64) if t >= 11 else col
+        numpy_.update(col, query[:, t])
+        ours.update(col, query[:, t])
+        if t == 7:  # resume the compiled scorer from the NumPy one's state mid-way
+            ours = StreamingCLD(tl, ql, kernel="numba", threads=threads)
+            ours.load_state_dict(numpy_.state_dict())
+    assert_same_state(ours, numpy_)
+    np.testing.assert_array_equal(ours.scores(), numpy_.scores())
+
+
+def test_streaming_auto_takes_the_compiled_update_from_its_row_floor(monkeypatch):
+    from cld_hf.scoring import streaming
+
+    calls = []
+    real = kernels.compiled_stream_update
+    monkeypatch.setattr(streaming, "compiled_stream_update", lambda: calls.append(1) or real())
+    train, tl, query, ql = random_problem(n=300, s=6)
+    stream(train, tl, query, ql)  # 300 rows: below the floor, NumPy
+    assert calls == []
+    monkeypatch.setattr(streaming, "AUTO_MIN_STREAM_ROWS", 300)
+    stream(train, tl, query, ql)
+    assert len(calls) == 5  # every update after the first snapshot
+    stream(train, tl, query, ql, kernel="numpy")
+    assert len(calls) == 5
+    with pytest.raises(ValueError, match="kernel"):
+        StreamingCLD(tl, ql, kernel="cuda")
+    with pytest.raises(ValueError, match="threads"):
+        StreamingCLD(tl, ql, threads=0)

@@ -1,5 +1,6 @@
-"""The compiled row kernel of :func:`~cld_hf.scoring.batch.cld_scores` (numba; imported only by
-:func:`cld_hf.scoring.kernels.compiled_scorer`).
+"""The compiled kernels of the scorers (numba; imported only by :mod:`cld_hf.scoring.kernels`
+when one runs): the row kernel of :func:`~cld_hf.scoring.batch.cld_scores` and the update of
+:class:`~cld_hf.scoring.streaming.StreamingCLD`.
 
 Compiled once per dtype on first use and kept in numba's on-disk cache (``cache=True``: next to
 this file when the directory is writable, else wherever numba's cache locator finds room, or
@@ -97,3 +98,30 @@ def exact_rows(x, rows, codes, unit, omega, zero_var, out):
         else:
             out[i] = min(1.0, max(-1.0, num / math.sqrt(m2)))
     return bad
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def stream_update(tr, prev, shift, sums, acc_sq, acc_co, codes, mc, weight, first, lo, hi):
+    """One :class:`~cld_hf.scoring.streaming.StreamingCLD` update of the training rows
+    ``lo:hi``, fused: the float64 difference ``e = (tr - prev) * weight`` of each row, then
+    ``prev = tr``; at the first difference (``first``) ``shift = e``, otherwise ``e -= shift``
+    and the running sums ``sums += e`` (when ``sums`` has rows: ``normalize="query_spread"``),
+    ``acc_sq += e * e`` and ``acc_co += e * mc[codes]``.
+
+    No fastmath: every operation is the NumPy path's, in its order, so the state is the same to
+    the last bit whichever path updates it.
+    """
+    with_sums = sums.shape[0] > 0
+    for i in range(lo, hi):
+        e = np.float64(tr[i]) - np.float64(prev[i])
+        prev[i] = tr[i]
+        if weight != 1.0:
+            e *= weight
+        if first:
+            shift[i] = e
+            continue
+        e -= shift[i]
+        if with_sums:
+            sums[i] += e
+        acc_co[i] += mc[codes[i]] * e
+        acc_sq[i] += e * e

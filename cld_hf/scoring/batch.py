@@ -4,7 +4,6 @@ NumPy only."""
 from __future__ import annotations
 
 import logging
-import os
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -37,7 +36,7 @@ from .common import (
     warn_few_differences,
     zero_variance,
 )
-from .kernels import Kernel, choose_kernel, compiled_scorer
+from .kernels import Kernel, choose_kernel, compiled_scorer, kernel_threads
 # --------------------------------------------------------------------------------------------
 # Batch scoring
 # --------------------------------------------------------------------------------------------
@@ -362,31 +361,6 @@ def _score_rows(train, window, tcodes, unit, omega, chunk_size, progress) -> np.
 
 _COPY_ROWS = 8192
 """Rows of a windowed or non-contiguous trajectory copied at once for the compiled kernel."""
-
-MAX_THREADS = 8
-"""``threads=None`` runs the compiled kernel on the CPUs this process may use, at most this many
-(beyond a few, the read of the trajectory is the limit)."""
-
-
-def kernel_threads(threads: int | None) -> int:
-    """How many threads the compiled kernel uses for ``threads`` (``None``: the CPUs this process
-    may use, at most :data:`MAX_THREADS`).
-
-    Examples
-    --------
-    >>> kernel_threads(3)
-    3
-    >>> 1 <= kernel_threads(None) <= MAX_THREADS
-    True
-    """
-    if threads is None:
-        try:
-            cpus = len(os.sched_getaffinity(0))
-        except AttributeError:  # not on Linux
-            cpus = os.cpu_count() or 1
-        return max(1, min(cpus, MAX_THREADS))
-    return check_int("threads", threads, min_val=1)
-
 
 def _score_rows_compiled(train, window, tcodes, unit, omega, progress, threads) -> np.ndarray:
     """:func:`_score_rows` with the compiled kernel

@@ -1,8 +1,10 @@
-"""Which row kernel :func:`~cld_hf.scoring.batch.cld_scores` runs: NumPy chunks, or the
-compiled one-pass kernel of :mod:`cld_hf.scoring._numba_rows` when numba is installed
-(``pip install "cld-hf[fast]"``). NumPy only; numba is imported only when its kernel runs.
+"""Which kernel :func:`~cld_hf.scoring.batch.cld_scores` and
+:class:`~cld_hf.scoring.streaming.StreamingCLD` run: NumPy, or the compiled kernels of
+:mod:`cld_hf.scoring._numba_rows` when numba is installed (``pip install "cld-hf[fast]"``).
+NumPy only; numba is imported only when a compiled kernel runs.
 
-Both kernels apply the same rules to each row (see "Precision" in :mod:`cld_hf.scoring`): a
+The streaming update is the same float64 arithmetic in the same order either way, so the two
+give the same state to the last bit. The two batch kernels apply the same rules to each row (see "Precision" in :mod:`cld_hf.scoring`): a
 float32 one-pass result kept where ``m2 > s2 / 2``, the float64 two-pass formula otherwise, the
 same zero-variance rule, and the same float64 path for rows with non-finite or huge losses. They
 differ only in the order of float32 additions, so their scores agree to ~1e-6 (typically 1e-7).
@@ -16,17 +18,19 @@ import functools
 import importlib
 import importlib.util
 import logging
+import os
 from typing import Literal
 
 import numpy as np
 
-from .._validation import check_choice
+from .._validation import check_choice, check_int
 from .common import FAST_MIN_CENTRED, ZERO_VAR_REL, _FAST_MIN_S2
 
 logger = logging.getLogger(__name__)
 
-__all__ = ["KERNELS", "AUTO_MIN_VALUES", "numba_available", "numba_problem", "choose_kernel",
-           "compiled_scorer"]
+__all__ = ["KERNELS", "AUTO_MIN_VALUES", "AUTO_MIN_STREAM_ROWS", "numba_available",
+           "numba_problem", "choose_kernel", "kernel_threads", "run_in_threads", "compiled_scorer",
+           "compiled_stream_update"]
 
 Kernel = Literal["auto", "numpy", "numba"]
 KERNELS = ("auto", "numpy", "numba")
@@ -69,12 +73,19 @@ def numba_available() -> bool:
     return numba_problem() is None
 
 
-def choose_kernel(kernel: str, num_values: int, dtype) -> str:
-    """The kernel that scores a ``dtype`` trajectory of ``num_values`` values: ``"numpy"`` or
-    ``"numba"``.
+AUTO_MIN_STREAM_ROWS = 1 << 22
+"""``StreamingCLD(kernel="auto")`` updates with the compiled kernel from this many training rows
+on: there, ~90 updates save more than compiling the kernel costs (the README's scoring benchmark
+measures both updates at 1.27M rows, where the saving over 90 updates is about what a first
+call costs, so ``"auto"`` keeps NumPy)."""
+
+
+def choose_kernel(kernel: str, num_values: int, dtype, *, auto_min: int = AUTO_MIN_VALUES) -> str:
+    """The kernel for ``num_values`` losses of ``dtype``: ``"numpy"`` or ``"numba"``.
 
     ``"auto"`` takes numba when it is installed, the losses are float32 or float64 and there are
-    at least :data:`AUTO_MIN_VALUES` of them; ``"numba"`` insists (an error says what is
+    at least ``auto_min`` of them (:data:`AUTO_MIN_VALUES` for a trajectory,
+    :data:`AUTO_MIN_STREAM_ROWS` rows for a streaming update); ``"numba"`` insists (an error says what is
     missing); ``"numpy"`` never compiles anything.
 
     Examples
@@ -102,7 +113,7 @@ def choose_kernel(kernel: str, num_values: int, dtype) -> str:
                 f"kernel='numba' scores float32 or float64 losses, got {np.dtype(dtype)}: cast "
                 f"the trajectory (e.g. losses.astype(np.float32)) or pass kernel='numpy'.")
         return "numba"
-    if compiled and num_values >= AUTO_MIN_VALUES and importlib.util.find_spec("numba"):
+    if compiled and num_values >= auto_min and importlib.util.find_spec("numba"):
         if numba_available():
             return "numba"
         _warn_once(numba_problem())
@@ -114,6 +125,85 @@ def _warn_once(problem: str) -> None:
     logger.warning("kernel='auto' scores with the NumPy kernel: %s. Reinstall it (pip install "
                    "'cld-hf[fast]') for the compiled kernel, or pass kernel='numpy' to say so.",
                    problem)
+
+
+MAX_THREADS = 8
+"""``threads=None`` runs the compiled kernel on the CPUs this process may use, at most this many
+(beyond a few, the read of the trajectory is the limit)."""
+
+
+def kernel_threads(threads: int | None) -> int:
+    """How many threads the compiled kernel uses for ``threads`` (``None``: the CPUs this process
+    may use, at most :data:`MAX_THREADS`).
+
+    Examples
+    --------
+    >>> kernel_threads(3)
+    3
+    >>> 1 <= kernel_threads(None) <= MAX_THREADS
+    True
+    """
+    if threads is None:
+        try:
+            cpus = len(os.sched_getaffinity(0))
+        except AttributeError:  # not on Linux
+            cpus = os.cpu_count() or 1
+        return max(1, min(cpus, MAX_THREADS))
+    return check_int("threads", threads, min_val=1)
+
+
+def run_in_threads(work, items) -> list:
+    """``[work(item) for item in items]``, the items after the first on threads started for this
+    call (the first in the calling thread); no thread outlives the call, so nothing is left
+    running when a process later forks (DataLoader workers). An exception in any item is raised
+    here, after every thread has finished.
+
+    Examples
+    --------
+    >>> run_in_threads(lambda k: k * k, [1, 2, 3])
+    [1, 4, 9]
+    """
+    import threading
+
+    items = list(items)
+    results: list = [None] * len(items)
+    errors: list = []
+
+    def run(k):
+        try:
+            results[k] = work(items[k])
+        except BaseException as exc:  # re-raised in the caller
+            errors.append(exc)
+
+    threads = [threading.Thread(target=run, args=(k,), daemon=True) for k in range(1, len(items))]
+    for t in threads:
+        t.start()
+    if items:
+        run(0)
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    return results
+
+
+def compiled_stream_update():
+    """The compiled :class:`~cld_hf.scoring.streaming.StreamingCLD` update,
+    :func:`cld_hf.scoring._numba_rows.stream_update` (imports numba).
+
+    Examples
+    --------
+    >>> update = compiled_stream_update()  # needs numba
+    >>> prev, shift = np.array([4.0, 1.0], np.float32), np.array([-1.0, 1.0])
+    >>> acc_sq, acc_co = np.zeros(2), np.zeros(2)
+    >>> update(np.array([2.0, 3.0], np.float32), prev, shift, np.zeros(0), acc_sq, acc_co,
+    ...        np.zeros(2, np.uint8), np.array([0.5]), 1.0, False, 0, 2)
+    >>> prev.tolist(), acc_sq.tolist(), acc_co.tolist()
+    ([2.0, 3.0], [1.0, 1.0], [-0.5, 0.5])
+    """
+    from ._numba_rows import stream_update
+
+    return stream_update
 
 
 def compiled_scorer(unit: np.ndarray, omega: np.ndarray | None, dtype):

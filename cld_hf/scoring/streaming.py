@@ -6,7 +6,7 @@ import logging
 
 import numpy as np
 
-from .._validation import MAX_NAMED, check_labels
+from .._validation import MAX_NAMED, check_choice, check_labels
 
 logger = logging.getLogger(__name__)
 
@@ -25,6 +25,15 @@ from .common import (
     snapshot_window,
     warn_few_differences,
     zero_variance,
+)
+from .kernels import (
+    AUTO_MIN_STREAM_ROWS,
+    KERNELS,
+    Kernel,
+    choose_kernel,
+    compiled_stream_update,
+    kernel_threads,
+    run_in_threads,
 )
 # --------------------------------------------------------------------------------------------
 # Streaming scoring
@@ -65,6 +74,15 @@ class StreamingCLD:
         See :func:`cld_scores`.
     normalize : {"none", "query_spread"}, default "none"
         See :func:`cld_scores`; ``"none"`` is Algorithm 1.
+    kernel : {"auto", "numpy", "numba"}, default "auto"
+        What updates the per-row state: NumPy chunks, or a compiled loop that reads and writes
+        each row's state once (the ``fast`` extra). Both do the same float64 operations in the
+        same order: the state and the scores are the same to the last bit. ``"auto"``: numba
+        when it is installed, the training losses are float32 or float64 and there are at least
+        2**22 training rows (where its first call, compiling it, is repaid).
+    threads : int, optional
+        Threads of the compiled update (the rows split in contiguous ranges). Default: the CPUs
+        this process may use, at most 8.
 
     Examples
     --------
@@ -85,10 +103,15 @@ class StreamingCLD:
         every: int = 1,
         missing_query_class: MissingQueryClass = "error",
         normalize: Normalize = "none",
+        kernel: Kernel = "auto",
+        threads: int | None = None,
     ):
         # User-provided options
         check_policy(missing_query_class)
         check_normalize(normalize)
+        check_choice("kernel", kernel, KERNELS)
+        self.kernel = kernel
+        self.threads = kernel_threads(threads)
         snapshot_window(1, first=first, every=every)  # validates first / every
         self.first = first
         self.every = int(every)
@@ -218,6 +241,9 @@ class StreamingCLD:
         self._sum_class += mc
         self._sumsq_class += mc * mc
         n = self.num_train
+        if self._compiled_update():
+            self._accumulate_compiled(tr, mc, weight, first_difference)
+            return
         chunk = max(1, min(STREAM_CHUNK_ROWS, n))
         if self._buf is None or self._buf.shape[1] < chunk:
             self._buf = np.empty((2, chunk), dtype=np.float64)
@@ -240,6 +266,25 @@ class StreamingCLD:
             np.multiply(buf[1], e, out=buf[1])
             np.multiply(e, e, out=e)
             acc[:, start:stop] += buf
+
+    def _compiled_update(self) -> bool:
+        """Whether updates run the compiled kernel (see ``kernel`` in the class docstring)."""
+        return choose_kernel(self.kernel, self.num_train, self._prev_train.dtype,
+                             auto_min=AUTO_MIN_STREAM_ROWS) == "numba"
+
+    def _accumulate_compiled(self, tr, mc, weight, first_difference) -> None:
+        update = compiled_stream_update()
+        sums = self._sum_train if self._sum_train is not None else np.zeros(0)
+        # The losses in the previous loss's dtype (widened to hold both): exact, and what the
+        # NumPy path's float64 subtraction sees.
+        tr = np.ascontiguousarray(tr, dtype=self._prev_train.dtype)
+        args = (tr, self._prev_train, self._shift_train, sums,
+                self._acc[0], self._acc[1], self._small_codes, mc, float(weight),
+                first_difference)
+        n = self.num_train
+        parts = min(self.threads, max(1, n // STREAM_CHUNK_ROWS))
+        bounds = [n * k // parts for k in range(parts + 1)]
+        run_in_threads(lambda k: update(*args, bounds[k], bounds[k + 1]), range(parts))
 
     def _train_sums(self, rows=slice(None)) -> np.ndarray:
         """sum(e - a) of the training rows ``rows``."""
