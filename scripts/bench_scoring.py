@@ -31,9 +31,9 @@ Rows:
   mask, standardisation and a mean of products. It returns scores instead of sorted indices so
   the results can be compared.
 - ``StreamingCLD`` (``--streaming``): ``update()`` once per snapshot with contiguous (N,) arrays,
-  as the recorder feeds it (the columns are copied out of the trajectory before the clock
-  starts), then ``scores()``; with the compiled update (``kernel="numba"``) and with NumPy's
-  (what ``"auto"`` runs below 2**22 rows, as at ImageNet's N). Its ratio is to the first ``cld_scores`` row.
+  as the recorder feeds it (the columns are copied out of the trajectory before the clock starts),
+  then ``scores()``; with the compiled update (``kernel="numba"``) and with NumPy's (what ``"auto"``
+  runs below 2**22 rows, as at ImageNet's N). Its ratio is to the first ``cld_scores`` row.
 - ``cld_attribution`` (``--attribution``): the (N, Q) CLD_inf1 matrix, float32.
 
 The script benchmarks the checkout it lives in (it puts the repository root first on sys.path).

@@ -118,7 +118,8 @@ def test_auto_picks_numba_for_large_float_trajectories_only(monkeypatch):
     real = kernels.choose_kernel
     from cld_hf.scoring import batch
 
-    monkeypatch.setattr(batch, "choose_kernel", lambda k, v, d: calls.append((k, v)) or real(k, v, d))
+    monkeypatch.setattr(batch, "choose_kernel",
+                        lambda k, v, d: calls.append((k, v)) or real(k, v, d))
     train, tl, query, ql = random_problem(n=50, s=12)
     cld_scores(train, tl, query, ql, first=9)
     assert calls == [("auto", 50 * 9)]

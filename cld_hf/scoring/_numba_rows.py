@@ -2,13 +2,14 @@
 when one runs): the row kernel of :func:`~cld_hf.scoring.batch.cld_scores` and the update of
 :class:`~cld_hf.scoring.streaming.StreamingCLD`.
 
-Compiled once per dtype on first use and kept in numba's on-disk cache (``cache=True``: next to
-this file when the directory is writable, else wherever numba's cache locator finds room, or
-``NUMBA_CACHE_DIR``), so a later process loads it instead of compiling; where nothing is
-writable, every process compiles it (about a second) and the scores are the same. ``fastmath`` allows reassociating the sums (so that they vectorise),
-reciprocals and fused multiply-adds, not "no signed zeros": with reassociation, LLVM then folds
-a NaN row into a finite score. NaN and inf compare as IEEE says, which the fallback relies on
-(``tests/test_scoring.py`` feeds it NaN, inf and huge rows).
+Compiled once per dtype on first use and kept in numba's on-disk cache (``cache=True``: next to this
+file when the directory is writable, else wherever numba's cache locator finds room, or
+``NUMBA_CACHE_DIR``), so a later process loads it instead of compiling; where nothing is writable,
+every process compiles it (about a second) and the scores are the same. ``fastmath`` allows
+reassociating the sums (so that they vectorise), reciprocals and fused multiply-adds, not "no signed
+zeros": with reassociation, LLVM then folds a NaN row into a finite score. NaN and inf compare as
+IEEE says, which the fallback relies on (``tests/test_scoring_kernels.py`` feeds it NaN, inf and
+huge rows). The streaming update uses no fastmath at all.
 """
 
 from __future__ import annotations

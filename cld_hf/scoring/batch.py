@@ -116,8 +116,8 @@ def cld_scores(
 
     One pass over the trajectory, in chunks of ``chunk_size`` rows that stay in cache (or row by
     row with ``kernel="numba"``): the extra memory is a few MB plus ~12 bytes per sample whatever
-    ``S``, and a ``numpy.memmap`` of the trajectory works too (read once, in order). See "Precision" in the module docstring for the
-    float32 fast path and the float64 rows.
+    ``S``, and a ``numpy.memmap`` of the trajectory works too (read once, in order). See
+    "Precision" in the module docstring for the float32 fast path and the float64 rows.
 
     Parameters
     ----------

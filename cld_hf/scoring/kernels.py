@@ -4,10 +4,11 @@
 NumPy only; numba is imported only when a compiled kernel runs.
 
 The streaming update is the same float64 arithmetic in the same order either way, so the two
-give the same state to the last bit. The two batch kernels apply the same rules to each row (see "Precision" in :mod:`cld_hf.scoring`): a
-float32 one-pass result kept where ``m2 > s2 / 2``, the float64 two-pass formula otherwise, the
-same zero-variance rule, and the same float64 path for rows with non-finite or huge losses. They
-differ only in the order of float32 additions, so their scores agree to ~1e-6 (typically 1e-7).
+give the same state to the last bit. The two batch kernels apply the same rules to each row (see
+"Precision" in :mod:`cld_hf.scoring`): a float32 one-pass result kept where ``m2 > s2 / 2``, the
+float64 two-pass formula otherwise, the same zero-variance rule, and the same float64 path for
+rows with non-finite or huge losses. They differ only in the order of float32 additions, so
+their scores agree to ~1e-6 (typically 1e-7).
 The NumPy kernel makes four passes over each cache-sized chunk (differences, class
 trajectories, two row-wise dot products); the compiled kernel reads each row once.
 """
@@ -29,7 +30,7 @@ from .common import FAST_MIN_CENTRED, ZERO_VAR_REL, _FAST_MIN_S2
 logger = logging.getLogger(__name__)
 
 __all__ = ["KERNELS", "AUTO_MIN_VALUES", "AUTO_MIN_STREAM_ROWS", "numba_available",
-           "numba_problem", "choose_kernel", "kernel_threads", "run_in_threads", "compiled_scorer",
+           "numba_problem", "choose_kernel", "kernel_threads", "compiled_scorer",
            "compiled_stream_update"]
 
 Kernel = Literal["auto", "numpy", "numba"]
@@ -83,10 +84,10 @@ call costs, so ``"auto"`` keeps NumPy)."""
 def choose_kernel(kernel: str, num_values: int, dtype, *, auto_min: int = AUTO_MIN_VALUES) -> str:
     """The kernel for ``num_values`` losses of ``dtype``: ``"numpy"`` or ``"numba"``.
 
-    ``"auto"`` takes numba when it is installed, the losses are float32 or float64 and there are
-    at least ``auto_min`` of them (:data:`AUTO_MIN_VALUES` for a trajectory,
-    :data:`AUTO_MIN_STREAM_ROWS` rows for a streaming update); ``"numba"`` insists (an error says what is
-    missing); ``"numpy"`` never compiles anything.
+    ``"auto"`` takes numba when it is installed, the losses are float32 or float64 and there are at
+    least ``auto_min`` of them (:data:`AUTO_MIN_VALUES` for a trajectory,
+    :data:`AUTO_MIN_STREAM_ROWS` rows for a streaming update); ``"numba"`` insists (an error says
+    what is missing); ``"numpy"`` never compiles anything.
 
     Examples
     --------
@@ -150,41 +151,6 @@ def kernel_threads(threads: int | None) -> int:
             cpus = os.cpu_count() or 1
         return max(1, min(cpus, MAX_THREADS))
     return check_int("threads", threads, min_val=1)
-
-
-def run_in_threads(work, items) -> list:
-    """``[work(item) for item in items]``, the items after the first on threads started for this
-    call (the first in the calling thread); no thread outlives the call, so nothing is left
-    running when a process later forks (DataLoader workers). An exception in any item is raised
-    here, after every thread has finished.
-
-    Examples
-    --------
-    >>> run_in_threads(lambda k: k * k, [1, 2, 3])
-    [1, 4, 9]
-    """
-    import threading
-
-    items = list(items)
-    results: list = [None] * len(items)
-    errors: list = []
-
-    def run(k):
-        try:
-            results[k] = work(items[k])
-        except BaseException as exc:  # re-raised in the caller
-            errors.append(exc)
-
-    threads = [threading.Thread(target=run, args=(k,), daemon=True) for k in range(1, len(items))]
-    for t in threads:
-        t.start()
-    if items:
-        run(0)
-    for t in threads:
-        t.join()
-    if errors:
-        raise errors[0]
-    return results
 
 
 def compiled_stream_update():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 
@@ -33,7 +34,6 @@ from .kernels import (
     choose_kernel,
     compiled_stream_update,
     kernel_threads,
-    run_in_threads,
 )
 # --------------------------------------------------------------------------------------------
 # Streaming scoring
@@ -284,7 +284,13 @@ class StreamingCLD:
         n = self.num_train
         parts = min(self.threads, max(1, n // STREAM_CHUNK_ROWS))
         bounds = [n * k // parts for k in range(parts + 1)]
-        run_in_threads(lambda k: update(*args, bounds[k], bounds[k + 1]), range(parts))
+        if parts == 1:
+            update(*args, 0, n)
+            return
+        # The kernel releases the GIL; leaving the block joins the threads, so none outlives the
+        # update (nothing is left running when a DataLoader later forks).
+        with ThreadPoolExecutor(parts) as pool:
+            list(pool.map(lambda k: update(*args, bounds[k], bounds[k + 1]), range(parts)))
 
     def _train_sums(self, rows=slice(None)) -> np.ndarray:
         """sum(e - a) of the training rows ``rows``."""
