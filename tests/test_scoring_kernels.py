@@ -126,7 +126,7 @@ def test_auto_picks_numba_for_large_float_trajectories_only(monkeypatch):
 
 
 def test_without_numba_auto_falls_back_and_numba_says_how_to_install(monkeypatch):
-    monkeypatch.setattr(kernels.importlib.util, "find_spec", lambda name: None)
+    monkeypatch.setattr(kernels, "_numba_installed", lambda: False)
     monkeypatch.setattr(kernels, "numba_problem", lambda: "numba is not installed")
     assert kernels.choose_kernel("auto", 10**12, np.float32) == "numpy"
     with pytest.raises(ImportError, match=r"numba is not installed: pip install 'cld-hf\[fast\]'"):

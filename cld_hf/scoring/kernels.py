@@ -45,6 +45,11 @@ _COMPILED_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 
 
 @functools.cache
+def _numba_installed() -> bool:
+    return importlib.util.find_spec("numba") is not None
+
+
+@functools.cache
 def numba_problem() -> str | None:
     """Why the compiled kernel cannot run here (numba missing, or installed but failing to
     import), or ``None`` when it can. Imports numba the first time it is asked.
@@ -54,7 +59,7 @@ def numba_problem() -> str | None:
     >>> numba_problem() is None or "numba" in numba_problem()
     True
     """
-    if importlib.util.find_spec("numba") is None:
+    if not _numba_installed():
         return "numba is not installed"
     try:
         importlib.import_module("numba")
@@ -114,10 +119,10 @@ def choose_kernel(kernel: str, num_values: int, dtype, *, auto_min: int = AUTO_M
                 f"kernel='numba' scores float32 or float64 losses, got {np.dtype(dtype)}: cast "
                 f"the trajectory (e.g. losses.astype(np.float32)) or pass kernel='numpy'.")
         return "numba"
-    if compiled and num_values >= auto_min and importlib.util.find_spec("numba"):
+    if compiled and num_values >= auto_min and _numba_installed():  # cached: once per update
         if numba_available():
             return "numba"
-        _warn_once(numba_problem())
+        _warn_once(numba_problem())  # installed but broken
     return "numpy"
 
 
